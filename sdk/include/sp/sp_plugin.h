@@ -1,0 +1,426 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/** @file sp_plugin.h
+ * The sendpipe plugin SDK: the only header a plugin includes.
+ *
+ * A plugin is a shared object that exports one symbol, `sp_plugin_desc`, a
+ * constant descriptor made with SP_PLUGIN_DEFINE(). The core checks the
+ * descriptor (ABI major equal, ABI minor not newer than the host, size large
+ * enough, reserved slots NULL, name equal to the configured name) before any
+ * plugin code runs, validates the plugin's `config:` block against the
+ * descriptor's schema, fills a zeroed config struct, calls `conf_check`, then
+ * `init` with the host API table. Plugins link against nothing of the core:
+ * every call into sendpipe goes through that table.
+ *
+ * Ownership rules (they hold for every function below unless its comment says
+ * otherwise):
+ *  1. The core owns every sp_txn_t, sp_msg_t handed to a hook, and every
+ *     string it returns. Such pointers are borrowed: valid until the hook
+ *     returns, or, when the hook returned SP_PENDING, until the token is
+ *     resumed or cancelled.
+ *  2. Data passed into the core as `const` pointers is copied if kept; the
+ *     caller keeps ownership.
+ *  3. Buffers the core returns to the plugin with "caller frees" (kv_get,
+ *     msg_encode) come from api->alloc and must be released with api->free.
+ *  4. Plugin-global state is created in `init` (returned through `ctx`) and
+ *     released in `fini`.
+ *  5. Per-message plugin state is attached with txn_set_data(); the core
+ *     calls its free function exactly once when the transaction ends.
+ *
+ * Threads: unless a comment says "any thread", a function may be called only
+ * on the loop thread, i.e. from a hook, a callback the core invoked, or
+ * `init`/`fini`. Work handed to queue_work() runs on a pool thread and may
+ * call only functions marked "any thread".
+ *
+ * Errors: functions that can fail return int, 0 on success, a negative
+ * -errno or SP_E* code (sp_errno.h) on failure. If a function that takes a
+ * callback fails, that callback is never called.
+ */
+#ifndef SP_SP_PLUGIN_H
+#define SP_SP_PLUGIN_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sp_errno.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** ABI major: the loader requires equality. */
+#define SP_ABI_MAJOR 1
+/** ABI minor: the loader requires plugin minor <= host minor. Each member
+ * appended to sp_host_api_t bumps it. */
+#define SP_ABI_MINOR 0
+
+/** Version of the SDK (and of the sendpipe release it ships with). */
+#define SP_VERSION_STRING "0.1.0"
+
+#if defined(__GNUC__)
+#define SP_PRINTF(fmt_idx, arg_idx) __attribute__((format(printf, fmt_idx, arg_idx)))
+#define SP_EXPORT __attribute__((visibility("default")))
+#else
+#define SP_PRINTF(fmt_idx, arg_idx)
+#define SP_EXPORT
+#endif
+
+/* ------------------------------------------------------------------------ */
+/** @name Verdicts, stages, statuses */
+
+/** What a stage hook decides. Meaning per stage is in docs/architecture.md
+ * ("stage table"); in short: */
+typedef enum {
+    SP_CONTINUE = 0, /**< no objection: next hook of this stage */
+    SP_ACCEPT = 1,   /**< stage satisfied: skip the rest of this stage (egress: sent) */
+    SP_REJECT = 2,   /**< permanent failure: HTTP 4xx / SMTP 5xx, or a final failed status */
+    SP_DEFER = 3,    /**< temporary failure: HTTP 429/503 / SMTP 4xx, or retry later */
+    SP_DROP = 4,     /**< accepted and recorded, never delivered (e.g. suppressed) */
+    SP_PENDING = 5,  /**< not a verdict: the hook called suspend() and will resume */
+    SP_VERDICT__COUNT
+} sp_verdict_t;
+
+/** Decision stages, in pipeline order. */
+typedef enum {
+    SP_STAGE_ACCEPT = 0,    /**< per submission, before the durable commit and the ack */
+    SP_STAGE_RENDER = 1,    /**< at due time: template variables */
+    SP_STAGE_TRANSFORM = 2, /**< after render: tracking, List-Unsubscribe */
+    SP_STAGE_SIGN = 3,      /**< after transform: DKIM */
+    SP_STAGE_EGRESS = 4,    /**< last: hand the message to a provider */
+    SP_STAGE__COUNT
+} sp_stage_t;
+
+/** Message statuses (useSend's 14), in precedence order: a new status replaces
+ * the current one only if it ranks higher, or if the current is SCHEDULED. */
+typedef enum {
+    SP_ST_SCHEDULED = 0,
+    SP_ST_CANCELLED,
+    SP_ST_RENDERING_FAILURE,
+    SP_ST_QUEUED,
+    SP_ST_SENT,
+    SP_ST_REJECTED,
+    SP_ST_DELIVERY_DELAYED,
+    SP_ST_DELIVERED,
+    SP_ST_BOUNCED,
+    SP_ST_OPENED,
+    SP_ST_CLICKED,
+    SP_ST_COMPLAINED,
+    SP_ST_FAILED,
+    SP_ST_SUPPRESSED,
+    SP_ST__COUNT
+} sp_status_t;
+
+/** Log levels. */
+typedef enum { SP_LOG_ERROR = 0, SP_LOG_WARN, SP_LOG_INFO, SP_LOG_DEBUG } sp_log_level_t;
+
+/* ------------------------------------------------------------------------ */
+/** @name Opaque types */
+
+typedef struct sp_plugin sp_plugin_t; /**< one loaded plugin instance */
+typedef struct sp_txn sp_txn_t;       /**< one message travelling one pipeline run */
+typedef struct sp_msg sp_msg_t;       /**< a message record: named fields */
+typedef struct sp_timer sp_timer_t;   /**< a plugin timer */
+typedef uint64_t sp_token_t;          /**< single-use resume token; 0 is never valid */
+
+/* ------------------------------------------------------------------------ */
+/** @name Well-known message fields
+ * A message is a set of named fields. A field holds a byte string, a list of
+ * byte strings, or a 64-bit integer. Field names are plain ASCII. Plugins may
+ * add their own fields; prefix them with the plugin name ("ses.message_id").
+ */
+#define SP_F_ID "id"                     /**< string, set by the core at submit */
+#define SP_F_TEAM "team"                 /**< integer team id */
+#define SP_F_FROM "from"                 /**< string: "Name <addr>" or "addr" */
+#define SP_F_TO "to"                     /**< list */
+#define SP_F_CC "cc"                     /**< list */
+#define SP_F_BCC "bcc"                   /**< list */
+#define SP_F_REPLY_TO "reply_to"         /**< list */
+#define SP_F_SUBJECT "subject"           /**< string */
+#define SP_F_TEXT "text"                 /**< string */
+#define SP_F_HTML "html"                 /**< string */
+#define SP_F_HEADERS "headers"           /**< list of "Name: value" */
+#define SP_F_RAW "raw"                   /**< string: RFC 5322 bytes, if the client sent them */
+#define SP_F_SCHEDULED_AT "scheduled_at" /**< integer, ms since the epoch */
+#define SP_F_CREATED_AT "created_at"     /**< integer, ms since the epoch, set by the core */
+#define SP_F_STATUS "status"             /**< integer sp_status_t, maintained by the core */
+#define SP_F_ATTEMPTS "attempts"         /**< integer, delivery attempts so far */
+#define SP_F_LAST_ERROR "last_error"     /**< string, last delivery error */
+#define SP_F_PROVIDER_ID "provider_id"   /**< string, id given by the egress provider */
+
+/* ------------------------------------------------------------------------ */
+/** @name Configuration schema */
+
+/** Types of plugin configuration values and the C type each fills. */
+typedef enum {
+    SP_CONF_STR = 1, /**< `char *`, NUL-terminated, core-owned until fini */
+    SP_CONF_INT,     /**< `int64_t` */
+    SP_CONF_BOOL,    /**< `bool` (true/false/yes/no/on/off) */
+    SP_CONF_SIZE,    /**< `uint64_t` bytes; accepts 512, 64K, 10M, 1G */
+    SP_CONF_DURATION /**< `uint64_t` milliseconds; accepts 250ms, 30s, 5m, 2h, 1d */
+} sp_conf_type_t;
+
+/** Flags of a schema item. */
+#define SP_CONF_REQUIRED 0x1u /**< startup fails if the key is absent and has no default */
+#define SP_CONF_SECRET 0x2u   /**< the value is never logged */
+
+/** One configuration key. A schema is an array ended by an item with
+ * name == NULL. */
+typedef struct sp_conf_item {
+    sp_conf_type_t type;
+    const char *name;        /**< snake_case key under the plugin's `config:` */
+    size_t offset;           /**< offsetof() into the plugin's config struct */
+    const char *def;         /**< default, written as in YAML; NULL for none */
+    uint32_t flags;          /**< SP_CONF_* */
+    const char *description; /**< one sentence, shown by `sendpipe plugins` */
+} sp_conf_item_t;
+
+/* ------------------------------------------------------------------------ */
+/** @name Callbacks */
+
+/** A stage hook. Returns a verdict, or SP_PENDING after api->suspend(). */
+typedef sp_verdict_t (*sp_hook_fn)(sp_txn_t *txn, void *ctx);
+
+/** Called once if a suspended transaction is abandoned (timeout, shutdown).
+ * The plugin must release its in-flight state; its token is now dead. */
+typedef void (*sp_cancel_fn)(sp_token_t tok, void *arg);
+
+/** A status change, handed to event hooks. Borrowed: valid during the call. */
+typedef struct sp_event {
+    uint32_t size;         /**< sizeof(sp_event_t) of the core that built it */
+    const char *msg_id;    /**< message id string */
+    sp_status_t status;    /**< the new status */
+    const char *status_name; /**< "DELIVERED", ... */
+    int64_t time_ms;       /**< when it happened, ms since the epoch */
+    const char *data;      /**< JSON object with details, never NULL ("{}") */
+    int64_t team;          /**< team id of the message */
+} sp_event_t;
+
+/** An event hook: fire-and-forget, may not suspend. */
+typedef void (*sp_event_fn)(const sp_event_t *ev, void *ctx);
+
+/** Result of one message of a submit() call. */
+typedef struct sp_submit_result {
+    int status;           /**< 0 stored; else SP_E* / -errno (nothing stored) */
+    sp_verdict_t verdict; /**< accept-stage outcome: CONTINUE/ACCEPT stored, DROP
+                             stored as suppressed, REJECT/DEFER not stored */
+    int code;             /**< reply code a hook set (0 if none) */
+    const char *text;     /**< reply text a hook set, or a core message; never NULL */
+    const char *id;       /**< message id when stored, else NULL */
+    int index;            /**< position in the submitted batch */
+} sp_submit_result_t;
+
+/** Completion of submit(): one result per message, all in one call. Runs on
+ * the loop thread after the commit is durable (or failed). The array is
+ * borrowed for the duration of the call. */
+typedef void (*sp_submit_cb)(void *arg, const sp_submit_result_t *res, size_t n);
+
+/** Generic completion with a status (0 or negative error). */
+typedef void (*sp_done_fn)(void *arg, int status);
+
+/** kv_scan visitor; return non-zero to stop. Pointers valid during the call. */
+typedef int (*sp_kv_each_fn)(void *arg, const void *key, size_t klen, const void *val,
+                             size_t vlen);
+
+/* ------------------------------------------------------------------------ */
+/** @name Host API
+ * Filled by the core and handed to `init`. Members are only ever appended;
+ * test for a member newer than your minimum with SP_API_HAS().
+ */
+typedef struct sp_host_api {
+    uint32_t abi_major; /**< SP_ABI_MAJOR of the host */
+    uint32_t abi_minor; /**< SP_ABI_MINOR of the host */
+    uint32_t size;      /**< sizeof(sp_host_api_t) of the host */
+
+    /* -- memory (any thread). Buffers exchanged with the core use these. -- */
+    void *(*alloc)(size_t n);
+    void *(*calloc)(size_t n, size_t size);
+    void *(*realloc)(void *p, size_t n);
+    void (*free)(void *p);
+    char *(*strdup)(const char *s);
+
+    /* -- logging (any thread). One JSON line, tagged with the plugin name. -- */
+    void (*log)(sp_plugin_t *p, sp_log_level_t lvl, const char *fmt, ...) SP_PRINTF(3, 4);
+    /** Message for an error code (-errno or SP_E*). Static string. Any thread. */
+    const char *(*strerror)(int err);
+
+    /* -- registration (init only) -- */
+    /** Run `fn` in `stage`. Order within a stage: YAML plugin order, then
+     * `priority` (-100..100, lower first). Returns 0, SP_EINVAL, SP_ESTATE
+     * (outside init). */
+    int (*hook)(sp_plugin_t *p, sp_stage_t stage, sp_hook_fn fn, int priority);
+    /** Receive every status change. Returns 0, SP_EINVAL, SP_ESTATE. */
+    int (*on_event)(sp_plugin_t *p, sp_event_fn fn);
+
+    /* -- settings -- */
+    /** A global setting by key ("public_url", "secret", "api_rate_limit", ...,
+     * see docs/configuration.md), or NULL. Core-owned, valid until fini. */
+    const char *(*setting)(const char *key);
+    /** The data directory (absolute path). Core-owned, valid until fini. */
+    const char *(*data_dir)(void);
+
+    /* -- messages -- */
+    /** New empty message for submit(). Free with msg_free() unless submitted. */
+    sp_msg_t *(*msg_new)(void);
+    void (*msg_free)(sp_msg_t *m);
+    /** Set a string field (copied; replaces any value). 0, SP_EINVAL, SP_ENOMEM. */
+    int (*msg_set)(sp_msg_t *m, const char *field, const void *val, size_t len);
+    /** Append to a list field (copied). 0, SP_EINVAL (field holds another type),
+     * SP_ENOMEM. */
+    int (*msg_add)(sp_msg_t *m, const char *field, const void *val, size_t len);
+    /** Set an integer field. */
+    int (*msg_set_int)(sp_msg_t *m, const char *field, int64_t v);
+    /** Remove a field. 0 or SP_ENOTFOUND. */
+    int (*msg_del)(sp_msg_t *m, const char *field);
+    /** A string field, NUL-terminated (len excludes the NUL; bytes may contain
+     * NUL), or NULL if absent or not a string. Borrowed until the field
+     * changes or the message ends. */
+    const char *(*msg_get)(const sp_msg_t *m, const char *field, size_t *len);
+    /** Number of items of a list field (0 if absent). */
+    size_t (*msg_count)(const sp_msg_t *m, const char *field);
+    /** Item i of a list field, as msg_get(). */
+    const char *(*msg_get_at)(const sp_msg_t *m, const char *field, size_t i, size_t *len);
+    /** An integer field into *out. 0 or SP_ENOTFOUND. */
+    int (*msg_get_int)(const sp_msg_t *m, const char *field, int64_t *out);
+    /** The record as msgpack bytes (the store's format). *buf from api->alloc,
+     * caller frees. */
+    int (*msg_encode)(const sp_msg_t *m, void **buf, size_t *len);
+    /** Parse msgpack bytes made by msg_encode into a new message (caller frees
+     * with msg_free). 0, SP_ECORRUPT, SP_ENOMEM. Any thread. */
+    int (*msg_decode)(const void *buf, size_t len, sp_msg_t **out);
+
+    /* -- ingress -- */
+    /** Submit `n` new messages as one unit: each runs the accept stage, then
+     * all that passed are committed durably in one transaction (nothing of the
+     * batch is stored if any message is rejected or deferred, when
+     * `all_or_nothing`), then `cb` runs once with a result per message. On 0
+     * the core owns the messages; on error the caller still does and `cb`
+     * never runs. Returns 0, SP_EINVAL, SP_ESHUTDOWN, SP_ENOMEM. */
+    int (*submit)(sp_plugin_t *p, sp_msg_t **msgs, size_t n, bool all_or_nothing,
+                  sp_submit_cb cb, void *arg);
+
+    /* -- transactions (inside hooks) -- */
+    /** The message being processed. Borrowed. */
+    sp_msg_t *(*txn_msg)(sp_txn_t *txn);
+    sp_stage_t (*txn_stage)(const sp_txn_t *txn);
+    /** Set the reply for a REJECT/DEFER/DROP: a protocol-neutral code (HTTP
+     * style, e.g. 400, 403, 429, 503; 0 lets the core choose) and one line of
+     * text (copied; CR/LF are replaced with spaces). */
+    int (*txn_set_reply)(sp_txn_t *txn, int code, const char *text);
+    /** Choose the final status for a REJECT or DROP (default: see stage table). */
+    int (*txn_set_status)(sp_txn_t *txn, sp_status_t st);
+    /** For DEFER in delivery stages: retry no sooner than `ms` from now. */
+    int (*txn_set_retry_in)(sp_txn_t *txn, uint64_t ms);
+    /** Attach per-transaction data; free_fn (may be NULL) runs exactly once
+     * when the transaction ends. One slot per plugin; replaces (and frees)
+     * the previous value. */
+    int (*txn_set_data)(sp_txn_t *txn, sp_plugin_t *p, void *data, void (*free_fn)(void *));
+    void *(*txn_get_data)(sp_txn_t *txn, sp_plugin_t *p);
+
+    /* -- async -- */
+    /** Suspend `txn` in the current hook. The hook must then return
+     * SP_PENDING, and the token must end in exactly one resume, or the core
+     * calls `cancel` (timeout_ms, 0 = the plugin's configured timeout; or
+     * shutdown). A hook that never answers times out into SP_DEFER. Returns
+     * the token, or 0 if called outside a hook. */
+    sp_token_t (*suspend)(sp_txn_t *txn, uint32_t timeout_ms, sp_cancel_fn cancel, void *arg);
+    /** Finish a suspended hook with its verdict (not SP_PENDING). A second
+     * resume, or one after timeout or cancel, is ignored, logged and returns
+     * SP_ECANCELED. Loop thread. */
+    int (*resume)(sp_token_t tok, sp_verdict_t v);
+    /** As resume(), from any thread; delivered on the loop. Returns 0 once
+     * queued (a dead token is reported by the log when it arrives). */
+    int (*resume_from_thread)(sp_token_t tok, sp_verdict_t v);
+    /** Run work(arg) on a pool thread, then done(arg, status) on the loop.
+     * work may call only "any thread" functions. */
+    int (*queue_work)(sp_plugin_t *p, void (*work)(void *arg), sp_done_fn done, void *arg);
+
+    /* -- timers -- */
+    /** Call cb(arg) after timeout_ms, then every repeat_ms if non-zero.
+     * Returns a timer to stop with timer_stop(), or NULL. */
+    sp_timer_t *(*timer_start)(sp_plugin_t *p, uint64_t timeout_ms, uint64_t repeat_ms,
+                               void (*cb)(void *arg), void *arg);
+    /** Stop and release a timer (safe from inside its callback). */
+    void (*timer_stop)(sp_timer_t *t);
+    /** Wall clock, ms since the epoch. Any thread. */
+    int64_t (*now_ms)(void);
+
+    /* -- plugin key/value store: a private namespace in the core's LMDB -- */
+    /** Read a value; *val from api->alloc, caller frees. 0, SP_ENOTFOUND. */
+    int (*kv_get)(sp_plugin_t *p, const void *key, size_t klen, void **val, size_t *vlen);
+    /** Write durably (group commit); done(arg, status) runs after the commit.
+     * key and val are copied. */
+    int (*kv_put)(sp_plugin_t *p, const void *key, size_t klen, const void *val, size_t vlen,
+                  sp_done_fn done, void *arg);
+    /** Delete durably; done status is SP_ENOTFOUND if absent. */
+    int (*kv_del)(sp_plugin_t *p, const void *key, size_t klen, sp_done_fn done, void *arg);
+    /** Visit keys starting with prefix in byte order (one read snapshot). */
+    int (*kv_scan)(sp_plugin_t *p, const void *prefix, size_t plen, sp_kv_each_fn each,
+                   void *arg);
+
+    /* -- metrics -- */
+    /** Add to a named counter (exported as sendpipe_plugin_<plugin>_<name>). */
+    void (*counter_add)(sp_plugin_t *p, const char *name, uint64_t delta);
+
+    /* -- status feedback -- */
+    /** Record a status change of a stored message (feedback: provider events,
+     * tracking): event row, precedence rule, event hooks. data_json may be
+     * NULL. done(arg, status) after the commit; SP_ENOTFOUND for an unknown
+     * id. */
+    int (*emit_status)(sp_plugin_t *p, const char *msg_id, sp_status_t st,
+                       const char *data_json, sp_done_fn done, void *arg);
+    /** Name of a status ("QUEUED"), or NULL. Any thread. */
+    const char *(*status_name)(sp_status_t st);
+
+    /* -- the loop (advanced) -- */
+    /** The core's `uv_loop_t *`, for plugins that own sockets (ingress). Such
+     * a plugin links libuv itself and must close every handle in fini. */
+    void *(*uv_loop)(void);
+} sp_host_api_t;
+
+/** True if the host's API table has `member` (and it is not NULL). */
+#define SP_API_HAS(api, member)                                                             \
+    ((api)->size >= offsetof(sp_host_api_t, member) + sizeof((api)->member) &&              \
+     (api)->member != NULL)
+
+/* ------------------------------------------------------------------------ */
+/** @name Descriptor */
+
+/** The exported plugin descriptor. Read by the loader before any plugin code
+ * runs; never written. */
+typedef struct sp_plugin_desc {
+    uint32_t abi_major;  /**< SP_ABI_MAJOR the plugin was built with */
+    uint32_t abi_minor;  /**< SP_ABI_MINOR the plugin was built with */
+    uint32_t desc_size;  /**< sizeof(sp_plugin_desc_t) at build time */
+    uint32_t flags;      /**< reserved, 0 */
+    const char *name;    /**< must equal the name in the YAML, e.g. "egress_outbox" */
+    const char *version; /**< plugin version string */
+    const char *description;
+    const sp_conf_item_t *conf; /**< schema, ended by {0}; NULL if no config */
+    size_t conf_size;           /**< size of the struct the schema fills */
+    /** Cross-field checks after the schema filled `conf`. Write one line into
+     * err on failure and return non-zero. May be NULL. */
+    int (*conf_check)(const void *conf, char *err, size_t errlen);
+    /** Register hooks, set up state. `conf` stays valid until fini. Return 0,
+     * or a negative code after logging why (start-up then stops). */
+    int (*init)(sp_plugin_t *p, const sp_host_api_t *api, const void *conf, void **ctx);
+    /** Release everything init made. May be NULL. */
+    void (*fini)(sp_plugin_t *p, void *ctx);
+    void *reserved[8]; /**< must be NULL */
+} sp_plugin_desc_t;
+
+/** Define the plugin's exported descriptor. Use designated initialisers:
+ *
+ *     SP_PLUGIN_DEFINE(.name = "hello", .version = "1.0", .init = hello_init);
+ */
+#define SP_PLUGIN_DEFINE(...)                                                               \
+    SP_EXPORT const sp_plugin_desc_t sp_plugin_desc = {.abi_major = SP_ABI_MAJOR,          \
+                                                       .abi_minor = SP_ABI_MINOR,          \
+                                                       .desc_size = sizeof(sp_plugin_desc_t), \
+                                                       __VA_ARGS__}
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SP_SP_PLUGIN_H */
