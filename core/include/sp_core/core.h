@@ -67,4 +67,24 @@ int sp__core_metrics(sp_core_t *core, char **out, size_t *len);
 
 int64_t sp__now_ms(void);
 
+/* A change to a stored message, applied inside a store write. */
+typedef struct sp_status_update {
+    int status;              /* new sp_status_t, or -1 to leave it */
+    int attempts;            /* new attempt count, or -1 */
+    const char *last_error;  /* or NULL */
+    const char *provider_id; /* or NULL */
+    int64_t when;            /* event time, ms */
+    const char *data;        /* event JSON, NULL = "{}" */
+} sp_status_update_t;
+
+/* Writer thread: apply u to message id (status by precedence, event row when
+ * u->status >= 0). *applied = the status now recorded as latest, or -1 when
+ * precedence kept the old one; *team (may be NULL) = the message's team.
+ * SP_ENOTFOUND for an unknown id. */
+int sp__core_update_status(sp_wtxn_t *w, uint64_t id, const sp_status_update_t *u,
+                           int *applied, int64_t *team);
+/* Writer thread: append an event row (id || next seq). */
+int sp__core_record_event(sp_wtxn_t *w, uint64_t id, int status, int64_t when,
+                          const char *data);
+
 #endif

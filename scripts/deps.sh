@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Installs what building and testing sendpipe needs on Debian 12 (as root or
+# through sudo). Safe to run again.
+set -euo pipefail
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends \
+  build-essential cmake pkg-config git ca-certificates python3 \
+  libuv1-dev liblmdb-dev lmdb-utils libmsgpack-dev libyaml-dev \
+  libcurl4-openssl-dev libssl-dev libcmocka-dev \
+  clang libclang-rt-14-dev >/dev/null
+echo "sendpipe build dependencies installed"
