@@ -30,13 +30,32 @@ typedef struct sp_node {
 /* Parse YAML text into a tree. Errors: one line "FILE:LINE:COL: reason" in
  * err. Returns 0 or SP_ECONFIG. Anchors/aliases and multiple documents are
  * refused; duplicate map keys are an error; an undefined ${VAR} without a
- * default is an error naming the variable. */
+ * default is an error naming the variable ("$${" is a literal "${"; a
+ * default is used when the variable is unset or empty). Explicit tags and
+ * non-scalar keys are refused too. Limits: 1 MiB of input, nesting 32 deep,
+ * 100000 nodes. An empty document is an empty map. `quoted` is true for every
+ * non-plain style (quoted and block scalars). SP_ENOMEM when memory runs out;
+ * sp__conf_free(*root) releases the tree. */
 int sp__conf_parse(const char *buf, size_t len, const char *fname, sp_node_t **root, char *err,
                    size_t errlen);
+/* Read a file (regular, at most 1 MiB) and parse it; open/read failures are
+ * -errno with "PATH: cannot open: reason" in err. */
 int sp__conf_load(const char *path, sp_node_t **root, char *err, size_t errlen);
 void sp__conf_free(sp_node_t *root);
 /* Member of a map by key, or NULL. */
 sp_node_t *sp__conf_get(const sp_node_t *map, const char *key);
+
+/* True if n is absent or a plain (unquoted) null scalar: empty, "~" or
+ * "null"/"Null"/"NULL". Such a value counts as "not set". */
+bool sp__conf_is_null(const sp_node_t *n);
+
+/* Write one error line "FILE:LINE:COL: key 'PATH': reason" into err. line <= 0
+ * drops the position, an empty or NULL path drops the key part. */
+void sp__conf_error(char *err, size_t errlen, const char *file, int line, int col,
+                    const char *path, const char *fmt, ...) SP_PRINTF(7, 8);
+/* s as a double-quoted, JSON-escaped string for messages, cut at 64 bytes
+ * with "..." (out should hold at least 400 bytes to never cut shorter). */
+void sp__conf_quote(char *out, size_t outlen, const char *s);
 
 /* Value parsers used by schemas; 0 or SP_EINVAL. */
 int sp__conf_parse_bool(const char *s, bool *out);
@@ -52,6 +71,15 @@ int sp__conf_parse_duration(const char *s, uint64_t *ms);  /* 250ms, 30s, 5m, 2h
 int sp__conf_apply_schema(const sp_node_t *map, const char *file, const char *path,
                           const sp_conf_item_t *schema, void *out, char *err, size_t errlen);
 void sp__conf_schema_free(const sp_conf_item_t *schema, void *out);
+/* As sp__conf_apply_schema, plus: `line`/`col` is the position blamed when
+ * `map` is NULL (e.g. the plugin entry of a missing `config:`; line 0 for
+ * none), and `skip` is NULL or a NULL-terminated list of keys the caller
+ * handles itself (they are neither unknown nor validated). On error every
+ * string already stored is freed and its pointer reset to NULL. Returns 0,
+ * SP_ECONFIG or SP_ENOMEM. */
+int sp__conf_apply_schema_ex(const sp_node_t *map, const char *file, int line, int col,
+                             const char *path, const sp_conf_item_t *schema,
+                             const char *const *skip, void *out, char *err, size_t errlen);
 
 /* One plugin entry of the YAML `plugins:` list. */
 typedef struct sp_plugin_conf {
@@ -70,6 +98,22 @@ typedef struct sp_setting {
     char *value;      /* NULL when unset */
     bool secret;      /* never logged */
 } sp_setting_t;
+
+/* One row of the settings table: the YAML key under `settings:`, the
+ * environment variables that fill it when the YAML leaves it unset (env, then
+ * env_alt; an empty variable counts as unset), and its default. */
+typedef struct sp_setting_def {
+    const char *key;
+    const char *env;
+    const char *env_alt;     /* NULL if none */
+    const char *def;         /* NULL if none */
+    bool secret;             /* never logged or echoed in errors */
+    bool integer;            /* must be a non-negative decimal integer */
+    const char *description; /* one sentence for docs and `sendpipe --help` */
+} sp_setting_def_t;
+
+/* The settings table (static, in the order of sp_config_t.settings). */
+const sp_setting_def_t *sp__config_settings_table(size_t *n);
 
 typedef struct sp_config {
     char *file;       /* path it was loaded from (absolute) */
