@@ -32,10 +32,16 @@ typedef struct sp_store_opts {
     bool sync;          /* false: MDB_NOSYNC (benchmarks/tests only, logged) */
     uint32_t max_batch; /* max write requests per commit; 1 = one fsync each */
     bool read_only;     /* CLI readers: no writer thread, no loop needed */
+    uint64_t map_max;   /* on MDB_MAP_FULL the failed batch gets SP_ESTOREFULL and the map
+                           doubles up to this many bytes (once this process's readers are
+                           done); 0 or <= map_size: no growth, map_size is a hard cap */
 } sp_store_opts_t;
 
 /* Open (creating) the environment in `dir`. `loop` receives completions; it
- * may be NULL when read_only. Checks the schema version in META. */
+ * may be NULL when read_only. Checks the schema version in META (a newer one
+ * is SP_ECORRUPT). A directory is opened once per process: a read-only open
+ * (or a backup) shares an environment already open here, a second writer is
+ * SP_EBUSY. read_only on a directory without a store is SP_ENOTFOUND. */
 int sp__store_open(sp_store_t **out, const char *dir, const sp_store_opts_t *opts,
                    uv_loop_t *loop);
 /* Stop accepting writes, let the writer finish every queued request (their
