@@ -25,6 +25,9 @@ typedef struct sp_run_result {
     uint64_t retry_in_ms; /* DEFER hint from txn_set_retry_in, 0 = policy */
     const char *plugin;   /* name of the deciding plugin, NULL for stage defaults */
 } sp_run_result_t;
+/* When every stage passed (CONTINUE): code/text are the reply of the hook
+ * whose ACCEPT ended the last stage that had one ("accepted" otherwise),
+ * plugin is that hook's plugin (NULL if no hook accepted), status is -1. */
 
 typedef void (*sp_run_done_fn)(sp_txn_t *txn, const sp_run_result_t *res, void *arg);
 
@@ -39,15 +42,24 @@ typedef struct sp_pipeline_stats {
 } sp_pipeline_stats_t;
 
 /* Create/destroy. One pipeline per process is the process's token registry:
- * sp__pipeline_resume() finds it without an argument. */
+ * sp__pipeline_resume() finds it without an argument, so a second
+ * sp__pipeline_new() while one exists fails with SP_EBUSY. */
 int sp__pipeline_new(sp_pipeline_t **out, uv_loop_t *loop);
-/* Frees the pipeline; all transactions must have ended. Closes its handles
- * (runs the loop's close callbacks later; call uv_run once after). */
+/* Frees the pipeline; all transactions must have ended (any still suspended
+ * are cancelled first, with an error log). Closes its uv handles: the memory
+ * is released in their close callbacks, so the caller must run the loop
+ * (uv_run, UV_RUN_NOWAIT is enough) before uv_loop_close(). Resumes queued
+ * from threads and not yet delivered are dropped. */
 void sp__pipeline_free(sp_pipeline_t *pl);
 
 /* Registration (the loader calls these for api->hook / api->on_event).
- * Order within a stage: plugin `order` (YAML position) then priority... see
- * docs: priority first (lower runs first), then YAML order. */
+ * Order within a stage: effective priority first (lower runs first), then
+ * the plugin's `order` (YAML position), then registration order. The
+ * effective priority is the hook's `priority` argument plus the plugin
+ * entry's YAML `priority` (p->priority), so an operator can move all of a
+ * plugin's hooks. p may be NULL for hooks of the core itself (order 0).
+ * Returns 0, SP_EINVAL (bad stage, NULL fn, priority outside -100..100),
+ * SP_ENOMEM. */
 int sp__pipeline_add_hook(sp_pipeline_t *pl, sp_stage_t stage, sp_plugin_t *p, sp_hook_fn fn,
                           int priority);
 int sp__pipeline_add_event(sp_pipeline_t *pl, sp_plugin_t *p, sp_event_fn fn);
@@ -55,8 +67,11 @@ int sp__pipeline_add_event(sp_pipeline_t *pl, sp_plugin_t *p, sp_event_fn fn);
 void sp__pipeline_remove_plugin(sp_pipeline_t *pl, sp_plugin_t *p);
 /* Number of hooks in a stage. */
 size_t sp__pipeline_nhooks(const sp_pipeline_t *pl, sp_stage_t stage);
+/* Number of event hooks. */
+size_t sp__pipeline_nevents(const sp_pipeline_t *pl);
 
-/* Transactions. The txn owns msg from now on. */
+/* Transactions. The txn owns msg from now on (on NULL, out of memory, the
+ * caller still owns it). */
 sp_txn_t *sp__txn_new(sp_pipeline_t *pl, sp_msg_t *msg);
 sp_msg_t *sp__txn_msg(sp_txn_t *txn);
 /* Detach and return the message (the txn no longer frees it). */
@@ -70,8 +85,10 @@ void *sp__txn_udata(const sp_txn_t *txn);
 
 /* Run stages first..last (inclusive) in order. done() is called exactly once
  * on the loop thread, possibly before this returns. Per stage the stage table
- * (docs/architecture.md) maps hook verdicts onto the outcome. Returns 0, or
- * SP_ESTATE if the txn is already running (done not called). */
+ * (docs/architecture.md) maps hook verdicts onto the outcome. Returns 0,
+ * SP_EINVAL (bad range, NULL done), or SP_ESTATE if the txn is already
+ * running (done not called). A run may be started again on the same txn
+ * (e.g. from done), which overwrites the previous result's text. */
 int sp__pipeline_run(sp_pipeline_t *pl, sp_txn_t *txn, sp_stage_t first, sp_stage_t last,
                      sp_run_done_fn done, void *arg);
 
@@ -90,8 +107,13 @@ int sp__pipeline_resume_from_thread(sp_token_t tok, sp_verdict_t v);
 void sp__pipeline_emit(sp_pipeline_t *pl, const sp_event_t *ev);
 
 /* Shutdown: cancel every suspended transaction now (cancel_fn runs once
- * each, the txn ends with DEFER "shutting down"). */
+ * each, the txn ends with DEFER "shutting down"). Suspensions made by the
+ * done callbacks this triggers are left alone. */
 void sp__pipeline_cancel_all(sp_pipeline_t *pl);
+/* Abandon one transaction (client gone): if it is suspended, its cancel_fn
+ * runs once and the run ends with DEFER and text `why` (NULL: "cancelled").
+ * 0, or SP_ESTATE if the txn is not suspended. */
+int sp__txn_cancel(sp_txn_t *txn, const char *why);
 void sp__pipeline_stats(const sp_pipeline_t *pl, sp_pipeline_stats_t *out);
 
 /* Stage names ("accept", "render", ...) and parsing; verdict names. */
