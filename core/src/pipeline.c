@@ -319,6 +319,19 @@ static void tok_kill(sp_pipeline_t *pl, tok_entry_t *e)
     uv_close((uv_handle_t *)&e->timer, tok_entry_closed);
 }
 
+/* Kill a token and call its cancel function (once: the token is gone
+ * before the plugin runs). */
+static void tok_cancel(sp_pipeline_t *pl, tok_entry_t *e)
+{
+    sp_cancel_fn cancel = e->cancel;
+    void *arg = e->arg;
+    sp_token_t tok = e->tok;
+    tok_kill(pl, e);
+    if (cancel != NULL) {
+        cancel(tok, arg);
+    }
+}
+
 /* ---------------------------------------------------------------------- */
 /* Running */
 
@@ -366,7 +379,7 @@ static void finish(sp_txn_t *txn, sp_verdict_t v, sp_plugin_t *p, const char *st
             snprintf(txn->res_text, sizeof(txn->res_text), "accepted");
         }
     } else {
-        res.code = p != NULL || stage_text == NULL ? txn->code : 0;
+        res.code = txn->code;
         if (stage_text != NULL) {
             snprintf(txn->res_text, sizeof(txn->res_text), "%s", stage_text);
         } else if (txn->has_text) {
@@ -466,20 +479,12 @@ static void run_loop(sp_txn_t *txn)
                             sp__verdict_name(v));
             }
             v = txn->sync_v;
+        } else if (txn->tok != NULL && v == SP_PENDING) {
+            return; /* resume, timeout or cancel continues the run */
         } else if (txn->tok != NULL) {
-            if (v == SP_PENDING) {
-                return; /* resume, timeout or cancel continues the run */
-            }
             /* Suspended, then answered anyway: the token must still end in
              * exactly one resume or cancel, so cancel it. */
-            tok_entry_t *e = txn->tok;
-            sp_cancel_fn cancel = e->cancel;
-            void *arg = e->arg;
-            sp_token_t tok = e->tok;
-            tok_kill(pl, e);
-            if (cancel != NULL) {
-                cancel(tok, arg);
-            }
+            tok_cancel(pl, txn->tok);
             v = bad_verdict(txn, (int)v, "suspended but did not return pending");
         } else if (v == SP_PENDING) {
             v = bad_verdict(txn, (int)v, "returned pending without suspending");
@@ -541,13 +546,10 @@ static void on_timeout(uv_timer_t *t)
     sp_pipeline_t *pl = txn->pl;
     const char *name = plugin_name(txn->cur);
 
-    tok_kill(pl, e);
     pl->stats.timeouts++;
     sp__log_src(SP_LOG_WARN, name, "%s hook timed out after %llu ms; deferring",
                 sp__stage_name(txn->stage), (unsigned long long)e->timeout_ms);
-    if (e->cancel != NULL) {
-        e->cancel(e->tok, e->arg);
-    }
+    tok_cancel(pl, e);
     force_text(txn, "plugin %s timed out", name);
     end_suspension(txn, SP_DEFER);
 }
@@ -613,14 +615,7 @@ int sp__pipeline_resume(sp_token_t tok, sp_verdict_t v)
 static void cancel_entry(sp_pipeline_t *pl, tok_entry_t *e, const char *why)
 {
     sp_txn_t *txn = e->txn;
-    sp_cancel_fn cancel = e->cancel;
-    void *arg = e->arg;
-    sp_token_t tok = e->tok;
-
-    tok_kill(pl, e);
-    if (cancel != NULL) {
-        cancel(tok, arg);
-    }
+    tok_cancel(pl, e);
     force_text(txn, "%s", why);
     end_suspension(txn, SP_DEFER);
 }
@@ -748,7 +743,14 @@ void sp__pipeline_free(sp_pipeline_t *pl)
     if (pl->ntok > 0) {
         sp__log(SP_LOG_ERROR, "pipeline freed with %zu suspended transactions; cancelling",
                 pl->ntok);
-        sp__pipeline_cancel_all(pl);
+        /* done callbacks may suspend again; after a few rounds, drop the
+         * rest silently rather than leave timers pointing at freed memory */
+        for (int round = 0; round < 4 && pl->ntok > 0; round++) {
+            sp__pipeline_cancel_all(pl);
+        }
+        while (pl->oldest != NULL) {
+            tok_kill(pl, pl->oldest);
+        }
     }
     pthread_mutex_lock(&g_mu);
     if (g_pl == pl) {

@@ -208,6 +208,25 @@ void h_wait(h_env_t *h, const int *flag, int want, uint64_t timeout_ms)
     }
 }
 
+void h_wait_pred(h_env_t *h, bool (*pred)(h_env_t *h, void *arg), void *arg,
+                 uint64_t timeout_ms)
+{
+    uv_timer_t wd;
+    bool fired = false;
+    uv_timer_init(&h->loop, &wd);
+    wd.data = &fired;
+    uv_timer_start(&wd, watchdog_fired, timeout_ms, 0);
+    while (!pred(h, arg) && !fired) {
+        uv_run(&h->loop, UV_RUN_ONCE);
+    }
+    uv_close((uv_handle_t *)&wd, NULL);
+    uv_run(&h->loop, UV_RUN_NOWAIT);
+    if (fired) {
+        fail_msg("timed out after %llu ms waiting for a condition",
+                 (unsigned long long)timeout_ms);
+    }
+}
+
 static void h_done(sp_txn_t *txn, const sp_run_result_t *res, void *arg)
 {
     h_run_t *r = arg;

@@ -62,6 +62,11 @@ sp_test_probe_t *h_probe(h_env_t *h, const char *name);
 /* Run the loop until *flag becomes true; the test fails after timeout_ms. */
 void h_wait(h_env_t *h, const int *flag, int want, uint64_t timeout_ms);
 
+/* Run the loop until pred(h, arg) is true; the test fails after
+ * timeout_ms. The watchdog also keeps the loop alive while waiting. */
+void h_wait_pred(h_env_t *h, bool (*pred)(h_env_t *h, void *arg), void *arg,
+                 uint64_t timeout_ms);
+
 /* Start a run of msg (owned by the new txn) over first..last, recording into
  * r. Returns the txn (free it with sp__txn_free after done). */
 sp_txn_t *h_start(h_env_t *h, sp_msg_t *msg, sp_stage_t first, sp_stage_t last, h_run_t *r);

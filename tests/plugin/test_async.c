@@ -129,6 +129,12 @@ static void test_thread_resume(void **state)
     assert_int_equal(h_probe(*state, "async_thread")->data_frees, 32);
 }
 
+static bool no_work_left(h_env_t *h, void *arg)
+{
+    (void)arg;
+    return h_plugin(h, "async_thread")->nwork == 0;
+}
+
 static void test_pool_resume(void **state)
 {
     h_env_t *h;
@@ -142,9 +148,7 @@ static void test_pool_resume(void **state)
     for (int i = 0; i < 8; i++) {
         assert_int_equal(pr->rc[i], 0);
     }
-    while (h_plugin(h, "async_thread")->nwork > 0) {
-        uv_run(&h->loop, UV_RUN_ONCE);
-    }
+    h_wait_pred(h, no_work_left, NULL, 5000);
 }
 
 static void test_double_resume(void **state)

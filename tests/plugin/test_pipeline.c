@@ -111,8 +111,10 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     h_env_t *h = *state;
-    h_teardown(h);
-    free(h);
+    if (h != NULL) {
+        h_teardown(h);
+        free(h);
+    }
     return 0;
 }
 
@@ -709,6 +711,14 @@ static void *resume_thread(void *arg)
     return NULL;
 }
 
+static bool got_dead_resume(h_env_t *h, void *arg)
+{
+    sp_pipeline_stats_t st;
+    (void)arg;
+    sp__pipeline_stats(h->core->pipeline, &st);
+    return st.dead_resumes > 0;
+}
+
 static void test_resume_from_thread(void **state)
 {
     h_env_t *h = *state;
@@ -725,15 +735,32 @@ static void test_resume_from_thread(void **state)
     h_wait(h, &r.done_calls, 1, 5000);
     assert_int_equal(pthread_join(thr, NULL), 0);
     /* let the second, dead resume arrive */
+    h_wait_pred(h, got_dead_resume, NULL, 5000);
     sp__pipeline_stats(pl, &st);
-    for (int i = 0; i < 100 && st.dead_resumes == 0; i++) {
-        uv_run(&h->loop, UV_RUN_NOWAIT);
-        sp__pipeline_stats(pl, &st);
-    }
     assert_int_equal(r.done_calls, 1);
     assert_int_equal(r.res.verdict, SP_CONTINUE);
     assert_int_equal(st.dead_resumes, 1);
     assert_true(h_log_contains(h, "resume of a dead token"));
+    sp__txn_free(txn);
+}
+
+/* Freeing the pipeline under a suspended run still ends it once. */
+static void test_free_with_suspended(void **state)
+{
+    h_env_t *h = *state;
+    fake_t f;
+    h_run_t r;
+    sp_txn_t *txn;
+    fake_init(&f, "f", 0, M_SUSPEND, SP_CONTINUE);
+    sp__pipeline_add_hook(PL(state), SP_STAGE_ACCEPT, &f.p, fake_hook, 0);
+    txn = h_start(h, h_msg("x"), SP_STAGE_ACCEPT, SP_STAGE_ACCEPT, &r);
+    h_teardown(h); /* frees the pipeline; its timer and async are closed */
+    free(h);
+    *state = NULL;
+    assert_int_equal(r.done_calls, 1);
+    assert_string_equal(r.text, "shutting down");
+    assert_int_equal(f.cancels, 1);
+    assert_int_equal(sp__pipeline_resume(f.tok, SP_ACCEPT), SP_ECANCELED);
     sp__txn_free(txn);
 }
 
@@ -782,6 +809,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_nested_resume, setup, teardown),
         cmocka_unit_test_setup_teardown(test_events, setup, teardown),
         cmocka_unit_test_setup_teardown(test_resume_from_thread, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_free_with_suspended, setup, teardown),
         cmocka_unit_test(test_pipeline_lifecycle),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -101,6 +101,9 @@ int sp__txn_set_data(sp_txn_t *txn, sp_plugin_t *p, void *data, void (*free_fn)(
 void *sp__txn_get_data(sp_txn_t *txn, sp_plugin_t *p);
 sp_token_t sp__txn_suspend(sp_txn_t *txn, uint32_t timeout_ms, sp_cancel_fn cancel, void *arg);
 int sp__pipeline_resume(sp_token_t tok, sp_verdict_t v);
+/* Any thread. Queued and delivered by the loop (one coalescing uv_async,
+ * unref'd so it never keeps uv_run alive: a live token's timeout timer does
+ * that). 0 once queued, SP_ENOMEM, SP_ESHUTDOWN when no pipeline exists. */
 int sp__pipeline_resume_from_thread(sp_token_t tok, sp_verdict_t v);
 
 /* Deliver an event to every event hook (in registration order). */
