@@ -12,6 +12,7 @@
 
 struct sp_core;
 struct sp_plugin_counter;
+struct sp_work;
 
 /* One loaded plugin instance (the SDK's opaque sp_plugin_t). */
 struct sp_plugin {
@@ -55,10 +56,11 @@ int sp__plugin_load(struct sp_core *core, const sp_plugin_conf_t *pc, int order,
 int sp__plugin_check(const sp_config_t *cfg, const sp_plugin_conf_t *pc, int order, char *err,
                      size_t errlen);
 /* fini (if initialized), remove its registrations, close timers the plugin
- * left running (with a warning), free config, dlclose (skipped when the
- * environment variable SP_KEEP_PLUGINS_MAPPED is set, for sanitizer
- * symbolization, or while queue_work requests of the plugin are in flight).
- * Timer handles are closed asynchronously: run the loop afterwards. */
+ * left running and detach its queued work (both with a warning), free
+ * config, dlclose (skipped when the environment variable
+ * SP_KEEP_PLUGINS_MAPPED is set, for sanitizer symbolization, or while a
+ * work item of the plugin is still running on a pool thread). Timer handles
+ * are closed asynchronously: run the loop afterwards. */
 void sp__plugin_unload(sp_plugin_t *p);
 
 /* Backend of api->counter_add. Names are kept with every byte outside

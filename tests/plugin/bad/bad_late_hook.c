@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Bad test plugin: registers hooks outside init (from a hook and from fini), which the host refuses with SP_ESTATE. */
+/* Bad test plugin: registers hooks outside init (from a hook and from fini),
+ * which the host refuses with SP_ESTATE. */
 #include <string.h>
 
 #include <sp/sp_plugin.h>

@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Test plugin for the plugin KV store. Its accept hook performs the
- * operation named by the message when its field "kv_target" names this
- * plugin: "kv_op" (put, get, del, scan), "kv_key", "kv_val", "kv_limit". Writes suspend until the commit and resume with
- * ACCEPT (status 0) or REJECT; the reply text carries the result. Built
- * twice (KV_NAME) to check that namespaces do not mix. */
+ * operation the message names when its field "kv_target" names this plugin:
+ * "kv_op" (put, get, del, scan), "kv_key", "kv_val", "kv_limit". Writes
+ * suspend until the commit and resume with ACCEPT (status 0) or REJECT; the
+ * reply text carries the result. Built twice (KV_NAME) to check that
+ * namespaces do not mix. */
 #include <stdio.h>
 #include <string.h>
 
