@@ -894,6 +894,8 @@ static void writer_main(void *arg)
 {
     sp_store_t *st = arg;
 
+    pthread_setname_np(pthread_self(), "sp-store");
+
     for (;;) {
         req_t *head, *tail;
         size_t n = 1;

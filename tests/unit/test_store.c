@@ -1021,8 +1021,8 @@ static void test_backup(void **state)
     fx_t *fx = *state;
     sp_store_t *st = open_store(fx, NULL, 0, 0, true, 16), *bk;
     char dest[PATH_MAX], dest2[PATH_MAX], file[PATH_MAX], missing[PATH_MAX];
-    static uint8_t vals[600][64];
-    op_t *ops = calloc(600, sizeof(*ops));
+    static uint8_t vals[400][64];
+    op_t *ops = calloc(400, sizeof(*ops));
     ctx_t ctx = {0};
     uint64_t n;
 
@@ -1058,7 +1058,7 @@ static void test_backup(void **state)
     assert_int_equal(access(dest2, F_OK), -1);
 
     /* While the writer is busy: the copy is one consistent snapshot. */
-    for (size_t i = 100; i < 600; i++) {
+    for (size_t i = 100; i < 400; i++) {
         uint8_t k[8];
         sp__be64_put(k, i);
         fill(vals[i], 64, (uint32_t)i);
@@ -1066,11 +1066,11 @@ static void test_backup(void **state)
         submit(st, &ops[i]);
     }
     assert_int_equal(sp__store_backup(fx->store, dest2), 0);
-    run_until(&fx->loop, &ctx.done, 600);
+    run_until(&fx->loop, &ctx.done, 400);
     assert_false(ctx.order_bad);
     bk = open_ro(dest2);
     n = count(bk, SP_DB_MESSAGES);
-    assert_true(n >= 100 && n <= 600);
+    assert_true(n >= 100 && n <= 400);
     for (size_t i = 0; i < n; i++) {
         uint8_t k[8], v[64];
         size_t vl;
@@ -1085,14 +1085,14 @@ static void test_backup(void **state)
     snprintf(dest2, sizeof(dest2), "%s/bk3", fx->dir);
     assert_int_equal(sp__store_backup(fx->store, dest2), 0);
     bk = open_ro(dest2);
-    assert_int_equal(count(bk, SP_DB_MESSAGES), 600);
+    assert_int_equal(count(bk, SP_DB_MESSAGES), 400);
     sp__store_close(bk);
     free(ops);
 }
 
 /* ------------------------------------------------------------------------ */
 
-#define TW_N 1000
+#define TW_N 400
 
 typedef struct {
     sp_store_t *st;
