@@ -419,24 +419,24 @@ static int rtxn_begin(env_t *e, sp_rtxn_t **out)
 
     for (;;) {
         gate_enter(e);
-        uv_mutex_lock(&e->mu);
-        if (!r && e->pool) {
-            r = e->pool;
-            e->pool = r->next;
-            e->npool--;
+        if (!r) {
+            uv_mutex_lock(&e->mu);
+            if (e->pool) {
+                r = e->pool;
+                e->pool = r->next;
+                e->npool--;
+            }
+            uv_mutex_unlock(&e->mu);
         }
-        uv_mutex_unlock(&e->mu);
-        if (r) {
-            rc = mdb_txn_renew(r->txn);
-        } else if (!(r = calloc(1, sizeof(*r)))) {
+        if (!r && !(r = calloc(1, sizeof(*r)))) {
             gate_leave(e);
             return SP_ENOMEM;
-        } else {
-            r->e = e;
-            rc = mdb_txn_begin(e->env, NULL, MDB_RDONLY, &r->txn);
-            if (rc != 0) {
-                r->txn = NULL;
-            }
+        }
+        r->e = e;
+        if (r->txn) {
+            rc = mdb_txn_renew(r->txn);
+        } else if ((rc = mdb_txn_begin(e->env, NULL, MDB_RDONLY, &r->txn)) != 0) {
+            r->txn = NULL;
         }
         if (rc == 0) {
             *out = r;

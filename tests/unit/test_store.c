@@ -1014,6 +1014,30 @@ static void test_schema_version(void **state)
     assert_int_equal(sp__store_open(&again, fx->store, &o, NULL), SP_ECORRUPT);
 }
 
+/* Every reader slot taken by live transactions: the stale-reader check
+ * frees nothing, and the next reader gets SP_EBUSY instead of blocking. */
+static void test_readers_full(void **state)
+{
+    fx_t *fx = *state;
+    sp_store_t *st = open_store(fx, NULL, 0, 0, false, 0);
+    sp_rtxn_t **r = calloc(2048, sizeof(*r));
+    size_t n = 0;
+    int rc = 0;
+
+    while (n < 2048 && (rc = sp__store_read_begin(st, &r[n])) == 0) {
+        n++;
+    }
+    assert_int_equal(rc, SP_EBUSY);
+    assert_true(n >= 256);
+    while (n > 0) {
+        sp__store_read_end(r[--n]);
+    }
+    assert_int_equal(sp__store_read_begin(st, &r[0]), 0);
+    sp__store_read_end(r[0]);
+    free(r);
+    close_store(fx, st);
+}
+
 /* ------------------------------------------------------------------------ */
 
 static void test_backup(void **state)
@@ -1159,6 +1183,7 @@ int main(void)
         T(test_close_from_done),
         T(test_read_only),
         T(test_schema_version),
+        T(test_readers_full),
         T(test_backup),
         T(test_writes_from_thread),
     };
