@@ -636,6 +636,13 @@ void sp__core_free(sp_core_t *core)
         sp__sched_free(core->sched);
         core->sched = NULL;
     }
+    /* Two passes: every fini first, then let the loop run the close
+     * callbacks of handles plugins closed (their code), then unmap. */
+    for (size_t i = core->nplugins; i > 0; i--) {
+        sp__plugin_fini(core->plugins[i - 1]);
+    }
+    for (int i = 0; i < 16 && uv_run(core->loop, UV_RUN_NOWAIT) != 0; i++) {
+    }
     for (size_t i = core->nplugins; i > 0; i--) {
         sp__plugin_unload(core->plugins[i - 1]);
     }

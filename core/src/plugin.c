@@ -456,7 +456,7 @@ int sp__plugin_check(const sp_config_t *cfg, const sp_plugin_conf_t *pc, int ord
     return 0;
 }
 
-void sp__plugin_unload(sp_plugin_t *p)
+void sp__plugin_fini(sp_plugin_t *p)
 {
     if (p == NULL) {
         return;
@@ -466,6 +466,14 @@ void sp__plugin_unload(sp_plugin_t *p)
     }
     p->initialized = false;
     p->ctx = NULL;
+}
+
+void sp__plugin_unload(sp_plugin_t *p)
+{
+    if (p == NULL) {
+        return;
+    }
+    sp__plugin_fini(p);
     plugin_destroy(p);
 }
 

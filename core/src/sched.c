@@ -199,7 +199,8 @@ static void done_delivery(void *arg, int status)
     } else if (d->u.status >= 0) {
         sp_event_t ev = {.size = sizeof(ev), .msg_id = d->ids, .status = (sp_status_t)d->u.status,
                          .status_name = sp__status_name((sp_status_t)d->u.status),
-                         .time_ms = d->u.when, .data = d->u.data, .team = d->team};
+                         .time_ms = d->u.when,
+                         .data = d->u.data != NULL ? d->u.data : "{}", .team = d->team};
         core->stats.events++;
         sp__pipeline_emit(core->pipeline, &ev);
     }

@@ -43,7 +43,7 @@ class CrashTest(unittest.TestCase):
         for t in threads:
             t.start()
         # Kill mid-stream once a good number of messages were acknowledged.
-        sphelp.wait_until(lambda: len(acked) >= 300, 60, "300 acknowledgements")
+        sphelp.wait_until(lambda: len(acked) >= 1000, 60, "1000 acknowledgements")
         srv.proc.send_signal(signal.SIGKILL)
         srv.proc.wait()
         stop.set()
@@ -52,7 +52,7 @@ class CrashTest(unittest.TestCase):
         srv.proc.stdout.close()
         srv.proc.stderr.close()
         self.assertFalse(errors)
-        self.assertGreaterEqual(len(acked), 300)
+        self.assertGreaterEqual(len(acked), 1000)
         self.assertEqual(len(acked), len(set(acked)), "ids are unique")
 
         # Before restart: every acknowledged id is in the store.

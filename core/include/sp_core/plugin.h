@@ -55,7 +55,11 @@ int sp__plugin_load(struct sp_core *core, const sp_plugin_conf_t *pc, int order,
  * return codes. (Duplicates are the config parser's job here.) */
 int sp__plugin_check(const sp_config_t *cfg, const sp_plugin_conf_t *pc, int order, char *err,
                      size_t errlen);
-/* fini (if initialized), remove its registrations, close timers the plugin
+/* Call the plugin's fini (once; later calls do nothing). A plugin may close
+ * its own libuv handles in fini, and their close callbacks are plugin code:
+ * run the loop to let them finish before sp__plugin_unload unmaps it. */
+void sp__plugin_fini(sp_plugin_t *p);
+/* fini (if not done yet), remove its registrations, close timers the plugin
  * left running and detach its queued work (both with a warning), free
  * config, dlclose (skipped when the environment variable
  * SP_KEEP_PLUGINS_MAPPED is set, for sanitizer symbolization, or while a
