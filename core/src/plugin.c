@@ -431,9 +431,14 @@ int sp__plugin_load(struct sp_core *core, const sp_plugin_conf_t *pc, int order,
     rc = p->desc.init(p, sp__host_api(), p->conf, &p->ctx);
     p->in_init = false;
     if (rc != 0) {
-        /* init cleans up after itself when it fails; fini is not owed. */
+        /* init cleans up after itself when it fails; fini is not owed. The
+         * handles it closed have close callbacks in the library: let them
+         * run before it is unmapped (loading happens outside the loop). */
         if (rc > 0) {
             rc = SP_EINVAL;
+        }
+        for (int i = 0; i < 16 && core->loop != NULL && uv_run(core->loop, UV_RUN_NOWAIT) != 0;
+             i++) {
         }
         return load_fail(p, err, errlen, rc, "init failed: %s", sp__strerror(rc));
     }
@@ -466,6 +471,10 @@ void sp__plugin_fini(sp_plugin_t *p)
     }
     p->initialized = false;
     p->ctx = NULL;
+    /* A timer left running would fire into state fini just freed. */
+    if (sp__host_timers_close(p) > 0) {
+        sp__log_src(SP_LOG_WARN, p->name, "timer(s) still running after fini; stopped");
+    }
 }
 
 void sp__plugin_unload(sp_plugin_t *p)

@@ -109,10 +109,15 @@ static int outbox_init(sp_plugin_t *p, const sp_host_api_t *api, const void *con
     }
     ob->p = p;
     ob->api = api;
-    *ctx = ob;
     if (c->enabled) {
-        return api->hook(p, SP_STAGE_EGRESS, outbox_egress, 0);
+        int rc = api->hook(p, SP_STAGE_EGRESS, outbox_egress, 0);
+        if (rc < 0) {
+            /* fini is not called after a failed init */
+            api->free(ob);
+            return rc;
+        }
     }
+    *ctx = ob;
     return 0;
 }
 

@@ -50,7 +50,7 @@ extern sp_core_t *sp__core;
 int sp__core_init(sp_core_t **out, sp_config_t *cfg, uv_loop_t *loop, char *err,
                   size_t errlen);
 /* Begin the drain: refuse new submissions, stop the scheduler from starting
- * deliveries, tell plugins. done(arg) runs once the store and pipeline are
+ * deliveries. done(arg) runs once the store and pipeline are
  * idle, or when grace_ms passes (then suspended hooks are cancelled first). */
 void sp__core_stop(sp_core_t *core, uint64_t grace_ms, void (*done)(void *arg), void *arg);
 /* Unload plugins, close the store, free. Call after stop's done ran. */

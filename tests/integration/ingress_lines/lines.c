@@ -258,6 +258,8 @@ static void on_conn(uv_stream_t *server, int status)
     }
 }
 
+static void server_closed(uv_handle_t *h);
+
 static int lines_init(sp_plugin_t *p, const sp_host_api_t *api, const void *conf, void **ctx)
 {
     const lines_conf_t *c = conf;
@@ -287,6 +289,11 @@ static int lines_init(sp_plugin_t *p, const sp_host_api_t *api, const void *conf
     if (rc < 0) {
         api->log(p, SP_LOG_ERROR, "listen on %s:%lld: %s", c->host, (long long)c->port,
                  uv_strerror(rc));
+        /* fini is not called after a failed init: close here; the close
+         * callback runs before the core unmaps the library (it runs the
+         * loop first). */
+        uv_close((uv_handle_t *)&ln->server, server_closed);
+        *ctx = NULL;
         return rc;
     }
     api->log(p, SP_LOG_INFO, "listening on %s:%lld", c->host, (long long)c->port);
