@@ -1,8 +1,9 @@
 # SPDX-License-Identifier: Apache-2.0
 """Helpers for integration tests: start the real sendpipe binary on a
 temporary data directory with a generated configuration, talk to the
-test-only ingress_lines plugin over loopback TCP, read the store through the
-sendpipe CLI."""
+test-only ingress_lines plugin over loopback TCP (and, with http=True, to the
+ingress_http plugin and the test-only http_echo routes), read the store
+through the sendpipe CLI."""
 import json
 import os
 import signal
@@ -39,10 +40,23 @@ def wait_until(pred, timeout, what):
 
 class Server:
     def __init__(self, extra_plugins="", sync=True, grace="10s", egress="egress_outbox",
-                 tmp=None):
+                 tmp=None, http=False, http_config=None):
+        """http=True adds the ingress_http plugin on a free loopback port
+        (self.http_port) and the http_echo test routes; http_config is a dict
+        of extra ingress_http settings (e.g. {"header_timeout": "1s"})."""
         self.tmp = tmp or tempfile.mkdtemp(prefix="sp-it-")
         self.data = os.path.join(self.tmp, "data")
         self.port = free_port()
+        self.http_port = free_port() if http else None
+        if http:
+            cfg = {"listen": f'"127.0.0.1:{self.http_port}"'}
+            cfg.update(http_config or {})
+            items = ", ".join(f"{k}: {v}" for k, v in cfg.items())
+            extra_plugins = (f"""  - name: ingress_http
+    config: {{ {items} }}
+  - name: http_echo
+    path: {IT_PLUGIN_DIR}/http_echo.so
+""" + extra_plugins)
         self.conf = os.path.join(self.tmp, "sendpipe.yaml")
         self.log = os.path.join(self.tmp, "sendpipe.log")
         self.proc = None
@@ -74,6 +88,8 @@ plugins:
                                      self.proc.stderr.read().decode())
             try:
                 socket.create_connection(("127.0.0.1", self.port), 0.2).close()
+                if self.http_port is not None:
+                    socket.create_connection(("127.0.0.1", self.http_port), 0.2).close()
                 return True
             except OSError:
                 return False
