@@ -32,6 +32,9 @@
 static const char *const db_names[SP_DB__COUNT] = {
     [SP_DB_META] = "meta",   [SP_DB_MESSAGES] = "messages", [SP_DB_QUEUE] = "queue",
     [SP_DB_EVENTS] = "events", [SP_DB_KV] = "kv",           [SP_DB_COUNTERS] = "counters",
+    [SP_DB_TEAMS] = "teams", [SP_DB_TEAM_NAMES] = "team_names", [SP_DB_API_KEYS] = "api_keys",
+    [SP_DB_KEY_CLIENTS] = "key_clients", [SP_DB_DOMAINS] = "domains",
+    [SP_DB_DOMAIN_NAMES] = "domain_names",
 };
 
 /* LMDB forbids opening one environment twice in a process: closing the second
@@ -1009,6 +1012,16 @@ int sp__store_write(sp_store_t *st, sp_store_apply_fn apply, sp_store_done_fn do
     }
     uv_mutex_unlock(&st->mu);
     return 0;
+}
+
+const char *sp__store_dir(const sp_store_t *st)
+{
+    const char *path = NULL;
+
+    if (!st || !st->e || mdb_env_get_path(st->e->env, &path) != 0) {
+        return NULL;
+    }
+    return path;
 }
 
 size_t sp__store_pending(const sp_store_t *st)

@@ -18,6 +18,12 @@ typedef enum {
     SP_DB_EVENTS,    /* id(be64) || seq(be32) -> msgpack event record */
     SP_DB_KV,        /* plugin name || 0x00 || key -> value */
     SP_DB_COUNTERS,  /* team(be64) || day(be32) || metric name -> u64 (be64) */
+    SP_DB_TEAMS,        /* team id(be64) -> msgpack team record */
+    SP_DB_TEAM_NAMES,   /* lower-case team name -> team id(be64) */
+    SP_DB_API_KEYS,     /* key id(be64) -> msgpack API key record */
+    SP_DB_KEY_CLIENTS,  /* client id (10 chars) -> key id(be64) */
+    SP_DB_DOMAINS,      /* domain id(be64) -> msgpack domain record */
+    SP_DB_DOMAIN_NAMES, /* lower-case domain name -> domain id(be64) */
     SP_DB__COUNT
 } sp_db_t;
 
@@ -49,6 +55,9 @@ int sp__store_open(sp_store_t **out, const char *dir, const sp_store_opts_t *opt
  * Must be called on the loop thread; runs the loop internally is NOT done:
  * callers first wait for sp__store_pending() == 0, then close. */
 void sp__store_close(sp_store_t *st);
+/* The directory the environment was opened from (as given to open), or NULL.
+ * Valid while the store is open. */
+const char *sp__store_dir(const sp_store_t *st);
 /* Requests submitted but not yet completed on the loop. */
 size_t sp__store_pending(const sp_store_t *st);
 
