@@ -1,0 +1,7 @@
+-- SPDX-License-Identifier: Apache-2.0
+-- wrk script: POST a JSON body of about 1 KB, as an API client sending one
+-- email would.
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = '{"from":"Bench <bench@example.com>","to":["sink@example.com"],' ..
+    '"subject":"benchmark message","text":"' .. string.rep("lorem ipsum ", 80) .. '"}'
