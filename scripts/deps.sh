@@ -11,4 +11,7 @@ $SUDO apt-get install -y -qq --no-install-recommends \
   libuv1-dev liblmdb-dev lmdb-utils libmsgpack-dev libyaml-dev \
   libcurl4-openssl-dev libssl-dev libcmocka-dev \
   clang libclang-rt-14-dev >/dev/null
+# ingress_http: libhttp-parser (Debian ships no pkg-config file for it); its tests
+# use curl.
+$SUDO apt-get install -y -qq --no-install-recommends libhttp-parser-dev curl >/dev/null
 echo "sendpipe build dependencies installed"
