@@ -222,6 +222,9 @@ static void on_written(uv_write_t *w, int status)
         conn_close(c);
         return;
     }
+    if (c->tkind == T_WRITE) {
+        c->tkind = T_NONE; /* progress: the write timeout starts again */
+    }
     after_change(c);
 }
 
@@ -562,6 +565,11 @@ static void process(conn_t *c)
     after_change(c);
 }
 
+static void on_shutdown(uv_shutdown_t *req, int status)
+{
+    /* Nothing to do: the linger timer or the client's EOF ends it. */
+}
+
 /* After any change: reading on or off, the right timer, and the end of the
  * connection once everything is answered. */
 static void after_change(conn_t *c)
@@ -571,14 +579,16 @@ static void after_change(conn_t *c)
         return;
     }
     if (c->final_sent && c->writing == 0) {
-        if (!c->lingering) {
+        if (c->eof) {
+            conn_close(c); /* the client sends nothing more: nothing to drop */
+        } else if (!c->lingering) {
             /* Lingering close: FIN after the answer, then drop what the
              * client still sends for a while, so that a reset does not
              * destroy the answer before the client read it. */
             c->lingering = true;
             c->stop_parsing = true;
             hp_free(&c->hp);
-            if (uv_shutdown(&c->shut, (uv_stream_t *)&c->tcp, NULL) < 0) {
+            if (uv_shutdown(&c->shut, (uv_stream_t *)&c->tcp, on_shutdown) < 0) {
                 conn_close(c);
                 return;
             }
@@ -593,11 +603,13 @@ static void after_change(conn_t *c)
         arm(c, T_WRITE);
         return;
     }
-    if (c->hp.paused && c->rlen > 0 && !c->stop_parsing &&
-        c->nslots < (size_t)c->srv->conf->max_pipeline &&
+    if (c->hp.paused && !c->stop_parsing && c->nslots < (size_t)c->srv->conf->max_pipeline &&
         c->tcp.write_queue_size <= WRITE_HIGH_WATER) {
-        process(c);
-        return;
+        if (c->rlen > 0) {
+            process(c); /* it comes back here */
+            return;
+        }
+        hp_resume(&c->hp); /* paused right at the end of what was read */
     }
     if ((c->eof || c->stop_parsing) && c->nslots == 0 && c->writing == 0 &&
         !hp_in_request(&c->hp)) {

@@ -236,6 +236,13 @@ class HttpTest(unittest.TestCase):
         c.send(b"".join(get(f"/test/echo/n{i}") for i in range(80)))
         for i in range(80):
             self.assertEqual(c.read().json()["name"], f"n{i}")
+        # Exactly max_pipeline slow ones: reading pauses right at the end of
+        # what was read, and must resume for the next request.
+        c.send(b"".join(get("/test/slow?ms=20") for _ in range(32)))
+        for _ in range(32):
+            self.assertEqual(c.read().json(), {"slept": 20})
+        c.send(get("/test/echo/after"))
+        self.assertEqual(c.read().json()["name"], "after")
         c.close()
 
     def test_http10_and_connection_close(self):
