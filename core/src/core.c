@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "sp_core/core.h"
+#include "sp_core/http.h"
 #include "sp_core/log.h"
 #include "sp_core/msg.h"
 #include "sp_core/sched.h"
@@ -66,6 +67,11 @@ int sp__core_init(sp_core_t **out, sp_config_t *cfg, uv_loop_t *loop, char *err,
         snprintf(err, errlen, "pipeline: %s", sp__strerror(rc));
         goto fail;
     }
+    rc = sp__http_init(core);
+    if (rc < 0) {
+        snprintf(err, errlen, "http routes: %s", sp__strerror(rc));
+        goto fail;
+    }
     if (cfg->nplugins > 0) {
         core->plugins = calloc(cfg->nplugins, sizeof(*core->plugins));
         if (core->plugins == NULL) {
@@ -107,6 +113,7 @@ typedef struct submit_item {
     int status;          /* sp_status_t recorded */
     int64_t due;         /* queue due time, -1 if not queued */
     uint64_t id;
+    int64_t team;
     char ids[SP_ID_STRLEN + 1];
     void *rec;           /* encoded record */
     size_t reclen;
@@ -188,6 +195,12 @@ static int apply_submit(sp_wtxn_t *w, void *arg)
         }
         sp__be64_put(key, it->id);
         rc = sp__wtxn_put(w, SP_DB_MESSAGES, key, 8, it->rec, it->reclen);
+        if (rc < 0) {
+            return rc;
+        }
+        sp__be64_put(key, (uint64_t)it->team);
+        sp__be64_put(key + 8, it->id);
+        rc = sp__wtxn_put(w, SP_DB_TEAM_MSGS, key, 16, "", 0);
         if (rc < 0) {
             return rc;
         }
@@ -287,6 +300,8 @@ static void batch_commit(submit_batch_t *b)
             it->due = -1;
         }
         (void)sp__msg_set_int(m, SP_F_STATUS, it->status);
+        it->team = 0;
+        (void)sp__msg_get_int(m, SP_F_TEAM, &it->team);
         rc = sp__msg_encode(m, &it->rec, &it->reclen);
         if (rc < 0) {
             SP_LOGE("encoding message %s: %s", it->ids, sp__strerror(rc));
@@ -649,6 +664,7 @@ void sp__core_free(sp_core_t *core)
     free(core->plugins);
     core->plugins = NULL;
     core->nplugins = 0;
+    sp__http_free();
     if (core->store != NULL) {
         sp__store_close(core->store);
         core->store = NULL;

@@ -10,10 +10,13 @@
 
 #include "sp_core/core.h"
 #include "sp_core/log.h"
+#include "sp_core/http.h"
 #include "sp_core/msg.h"
+#include "sp_core/msgops.h"
 #include "sp_core/pipeline.h"
 #include "sp_core/plugin.h"
 #include "sp_core/store.h"
+#include "sp_core/tenancy.h"
 
 #define LOG_LINE_MAX (16u * 1024u) /* longer plugin messages are cut */
 #define KV_KEY_MAX 511u            /* LMDB's default maximum key size */
@@ -120,6 +123,41 @@ static int api_emit_status(sp_plugin_t *p, const char *msg_id, sp_status_t st,
         return SP_ESTATE;
     }
     return sp__core_emit_status(sp__core, msg_id, st, data_json, done, arg);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Stored messages (ABI 1.1) */
+
+static int api_msg_load(const char *id, sp_msg_t **out)
+{
+    return sp__core == NULL ? SP_ESTATE : sp__msgops_load(sp__core, id, out);
+}
+
+static int api_msg_events(const char *id,
+                          int (*each)(void *arg, sp_status_t st, int64_t time_ms,
+                                      const char *data),
+                          void *arg)
+{
+    return sp__core == NULL ? SP_ESTATE : sp__msgops_events(sp__core, id, each, arg);
+}
+
+static int api_msg_list(int64_t team, int64_t from_ms, int64_t to_ms, uint64_t skip,
+                        int (*each)(void *arg, const sp_msg_t *m), void *arg)
+{
+    return sp__core == NULL ? SP_ESTATE
+                            : sp__msgops_list(sp__core, team, from_ms, to_ms, skip, each, arg);
+}
+
+static int api_msg_reschedule(const char *id, int64_t team, int64_t due_ms, sp_done_fn done,
+                              void *arg)
+{
+    return sp__core == NULL ? SP_ESTATE
+                            : sp__msgops_reschedule(sp__core, id, team, due_ms, done, arg);
+}
+
+static int api_msg_cancel(const char *id, int64_t team, sp_done_fn done, void *arg)
+{
+    return sp__core == NULL ? SP_ESTATE : sp__msgops_cancel(sp__core, id, team, done, arg);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -576,6 +614,34 @@ static const sp_host_api_t host_api = {
     .status_name = sp__status_name,
 
     .uv_loop = api_uv_loop,
+
+    .http_route = sp__http_route,
+    .http_route_each = sp__http_route_each,
+    .http_req_new = sp__http_req_new,
+    .http_req_add_header = sp__http_req_add_header,
+    .http_req_set_body = sp__http_req_set_body,
+    .http_dispatch = sp__http_dispatch,
+    .http_req_abort = sp__http_req_abort,
+    .http_method = sp__http_method,
+    .http_path = sp__http_path,
+    .http_param = sp__http_param,
+    .http_query = sp__http_query,
+    .http_header = sp__http_header,
+    .http_body = sp__http_body,
+    .http_remote = sp__http_remote,
+    .http_route_of = sp__http_route_of,
+    .http_set_header = sp__http_set_header,
+    .http_respond = sp__http_respond,
+
+    .auth_key = sp__tenancy_auth_key,
+    .domain_find = sp__tenancy_domain_find,
+    .domain_get = sp__tenancy_domain_get,
+
+    .msg_load = api_msg_load,
+    .msg_events = api_msg_events,
+    .msg_list = api_msg_list,
+    .msg_reschedule = api_msg_reschedule,
+    .msg_cancel = api_msg_cancel,
 };
 
 const sp_host_api_t *sp__host_api(void)

@@ -38,6 +38,18 @@ uint64_t sp__id_next(int64_t now_ms)
     return next;
 }
 
+uint64_t sp__id_floor(int64_t ms)
+{
+    ms -= ID_EPOCH_MS;
+    if (ms < 0) {
+        return 0;
+    }
+    if (ms > ID_MS_MAX) {
+        ms = ID_MS_MAX;
+    }
+    return (uint64_t)ms << ID_SEQ_BITS;
+}
+
 void sp__id_seed(uint64_t last)
 {
     uint64_t prev = atomic_load(&last_id);

@@ -3,6 +3,7 @@
  * views of the store (outbox, messages). Commands are one table so later
  * subsystems add theirs in one line. */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -14,6 +15,7 @@
 #include "sp_core/core.h"
 #include "sp_core/log.h"
 #include "sp_core/msg.h"
+#include "sp_core/tenancy.h"
 
 #define DEFAULT_CONFIG_SYSTEM "/etc/sendpipe/sendpipe.yaml"
 #define OUTBOX_NS "egress_outbox"
@@ -201,6 +203,42 @@ static int cmd_check_config(cli_t *c)
 
 /* ---- backup ----------------------------------------------------------- */
 
+/* Copy the API-key server secret beside the store: a backup without it
+ * keeps the key records but no key would authenticate. Missing is fine. */
+static int copy_secret(const char *dir, const char *dest)
+{
+    char from[4096], to[4096], buf[256];
+    int in, out, rc = 0;
+    ssize_t n;
+    snprintf(from, sizeof(from), "%s/keys.secret", dir);
+    snprintf(to, sizeof(to), "%s/keys.secret", dest);
+    in = open(from, O_RDONLY | O_CLOEXEC);
+    if (in < 0) {
+        return errno == ENOENT ? 0 : -errno;
+    }
+    out = open(to, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (out < 0) {
+        rc = -errno;
+        close(in);
+        return rc;
+    }
+    while ((n = read(in, buf, sizeof(buf))) > 0) {
+        if (write(out, buf, (size_t)n) != n) {
+            rc = -EIO;
+            break;
+        }
+    }
+    if (n < 0) {
+        rc = -errno;
+    }
+    if (rc == 0 && fsync(out) < 0) {
+        rc = -errno;
+    }
+    close(in);
+    close(out);
+    return rc;
+}
+
 static int cmd_backup(cli_t *c)
 {
     sp_config_t *cfg;
@@ -213,6 +251,9 @@ static int cmd_backup(cli_t *c)
         return 1;
     }
     rc = sp__store_backup(cfg->data_dir, c->argv[0]);
+    if (rc == 0) {
+        rc = copy_secret(cfg->data_dir, c->argv[0]);
+    }
     if (rc < 0) {
         fprintf(stderr, "sendpipe: backup of %s to %s failed: %s\n", cfg->data_dir, c->argv[0],
                 sp__strerror(rc));
@@ -460,6 +501,9 @@ static int cmd_help(cli_t *c)
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
         printf("  sendpipe %-40s %s\n", commands[i].usage, commands[i].help);
     }
+    printf("  sendpipe %-40s %s\n", "teams create|list ...", "teams (see docs/keys.md)");
+    printf("  sendpipe %-40s %s\n", "keys create|list|revoke ...", "API keys");
+    printf("  sendpipe %-40s %s\n", "domains add|list|rm|verify ...", "sending domains");
     printf("\nThe configuration is -c FILE, else $SENDPIPE_CONFIG, else ./conf/sendpipe.yaml,"
            " else " DEFAULT_CONFIG_SYSTEM ".\n");
     return 0;
@@ -479,6 +523,11 @@ int main(int argc, char **argv)
     if (argc < 2) {
         cmd_help(&c);
         return 2;
+    }
+    /* teams, keys and domains parse their own options */
+    if (strcmp(argv[1], "teams") == 0 || strcmp(argv[1], "keys") == 0 ||
+        strcmp(argv[1], "domains") == 0) {
+        return sp__tenancy_cli(argc - 1, argv + 1);
     }
     if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "-v") == 0) {
         return cmd_version(&c);

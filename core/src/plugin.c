@@ -14,6 +14,7 @@
 
 #include "sp_core/conf.h"
 #include "sp_core/core.h"
+#include "sp_core/http.h"
 #include "sp_core/log.h"
 #include "sp_core/pipeline.h"
 #include "sp_core/plugin.h"
@@ -124,6 +125,7 @@ static void plugin_destroy(sp_plugin_t *p)
     if (p->core != NULL) {
         sp__pipeline_remove_plugin(p->core->pipeline, p);
     }
+    sp__http_routes_remove(p);
     n = sp__host_timers_close(p);
     if (n > 0) {
         sp__log_src(SP_LOG_WARN, p->name, "%zu timer(s) still running at unload; stopped", n);

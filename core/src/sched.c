@@ -37,6 +37,7 @@ struct sp_sched {
     bool pumping;
     bool pump_again;
     size_t inflight;
+    size_t held; /* ids held by sp__sched_hold */
     /* open-addressed set of ids in flight (0 = empty slot) */
     uint64_t *set;
     size_t set_cap;
@@ -451,6 +452,28 @@ void sp__sched_stop(sp_sched_t *s)
     s->stopping = true;
     s->armed = false;
     uv_timer_stop(&s->timer);
+}
+
+int sp__sched_hold(sp_sched_t *s, uint64_t id)
+{
+    if (set_has(s, id)) {
+        return SP_ESTATE;
+    }
+    /* A held id sits in the same set, so picks skip it, but it is not
+     * counted as a delivery in flight. The set has room for twice the
+     * concurrency; holds beyond that wait (busy). */
+    if (s->inflight + s->held + 1 >= s->set_cap) {
+        return SP_EBUSY;
+    }
+    set_add(s, id);
+    s->held++;
+    return 0;
+}
+
+void sp__sched_release(sp_sched_t *s, uint64_t id)
+{
+    set_del(s, id);
+    s->held--;
 }
 
 size_t sp__sched_inflight(const sp_sched_t *s)

@@ -21,7 +21,7 @@
 
 #define DEFAULT_MAP_SIZE (1ull << 30)
 #define DEFAULT_MAX_BATCH 1024u
-#define MAX_DBS 16
+#define MAX_DBS 64 /* named databases: room for later subsystems */
 #define MAX_READERS 256
 /* How long a map resize waits for this process's readers to finish. */
 #define RESIZE_WAIT_NS (2ull * 1000 * 1000 * 1000)
@@ -32,6 +32,7 @@
 static const char *const db_names[SP_DB__COUNT] = {
     [SP_DB_META] = "meta",   [SP_DB_MESSAGES] = "messages", [SP_DB_QUEUE] = "queue",
     [SP_DB_EVENTS] = "events", [SP_DB_KV] = "kv",           [SP_DB_COUNTERS] = "counters",
+    [SP_DB_TEAM_MSGS] = "team_msgs",
     [SP_DB_TEAMS] = "teams", [SP_DB_TEAM_NAMES] = "team_names", [SP_DB_API_KEYS] = "api_keys",
     [SP_DB_KEY_CLIENTS] = "key_clients", [SP_DB_DOMAINS] = "domains",
     [SP_DB_DOMAIN_NAMES] = "domain_names",
@@ -582,6 +583,49 @@ int sp__rtxn_scan(sp_rtxn_t *r, sp_db_t db, const void *from, size_t fl, const v
             break;
         }
         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+    }
+    if (rc != 0 && rc != MDB_NOTFOUND) {
+        ret = mdb_err(rc, "scan");
+    }
+    mdb_cursor_close(c);
+    return ret;
+}
+
+int sp__rtxn_scan_rev(sp_rtxn_t *r, sp_db_t db, const void *upto, size_t ul, const void *prefix,
+                      size_t pl, sp_store_each_fn each, void *arg)
+{
+    MDB_cursor *c;
+    MDB_val k, v;
+    int rc, ret = 0;
+
+    if (!r || !db_ok(db) || !each || (pl > 0 && !prefix) || ul > KEY_MAX || pl > KEY_MAX ||
+        (ul > 0 && !upto)) {
+        return SP_EINVAL;
+    }
+    if ((rc = mdb_cursor_open(r->txn, r->e->dbi[db], &c)) != 0) {
+        return mdb_err(rc, "open cursor");
+    }
+    if (ul > 0) {
+        /* First key >= upto; step back unless it is upto itself. */
+        k.mv_data = (void *)upto;
+        k.mv_size = ul;
+        rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+        if (rc == MDB_NOTFOUND) {
+            rc = mdb_cursor_get(c, &k, &v, MDB_LAST);
+        } else if (rc == 0 && keycmp(k.mv_data, k.mv_size, upto, ul) > 0) {
+            rc = mdb_cursor_get(c, &k, &v, MDB_PREV);
+        }
+    } else {
+        rc = mdb_cursor_get(c, &k, &v, MDB_LAST);
+    }
+    while (rc == 0) {
+        if (pl > 0 && (k.mv_size < pl || memcmp(k.mv_data, prefix, pl) != 0)) {
+            break;
+        }
+        if ((ret = each(arg, k.mv_data, k.mv_size, v.mv_data, v.mv_size)) != 0) {
+            break;
+        }
+        rc = mdb_cursor_get(c, &k, &v, MDB_PREV);
     }
     if (rc != 0 && rc != MDB_NOTFOUND) {
         ret = mdb_err(rc, "scan");

@@ -117,7 +117,33 @@ SP_ABI_API(counter_add, 42);
 SP_ABI_API(emit_status, 43);
 SP_ABI_API(status_name, 44);
 SP_ABI_API(uv_loop, 45);
-_Static_assert(sizeof(sp_host_api_t) == 16 + 8 * 46, "host api size: update this file");
+/* ABI 1.1 */
+SP_ABI_API(http_route, 46);
+SP_ABI_API(http_route_each, 47);
+SP_ABI_API(http_req_new, 48);
+SP_ABI_API(http_req_add_header, 49);
+SP_ABI_API(http_req_set_body, 50);
+SP_ABI_API(http_dispatch, 51);
+SP_ABI_API(http_req_abort, 52);
+SP_ABI_API(http_method, 53);
+SP_ABI_API(http_path, 54);
+SP_ABI_API(http_param, 55);
+SP_ABI_API(http_query, 56);
+SP_ABI_API(http_header, 57);
+SP_ABI_API(http_body, 58);
+SP_ABI_API(http_remote, 59);
+SP_ABI_API(http_route_of, 60);
+SP_ABI_API(http_set_header, 61);
+SP_ABI_API(http_respond, 62);
+SP_ABI_API(auth_key, 63);
+SP_ABI_API(domain_find, 64);
+SP_ABI_API(domain_get, 65);
+SP_ABI_API(msg_load, 66);
+SP_ABI_API(msg_events, 67);
+SP_ABI_API(msg_list, 68);
+SP_ABI_API(msg_reschedule, 69);
+SP_ABI_API(msg_cancel, 70);
+_Static_assert(sizeof(sp_host_api_t) == 16 + 8 * 71, "host api size: update this file");
 #endif
 
 /* An object file must not be empty. */

@@ -1147,11 +1147,19 @@ static void test_default_config_loads(void **state)
     assert_int_equal(cfg->log_level, SP_LOG_INFO);
     assert_null(cfg->log_file);
     assert_true(cfg->sync);
-    assert_int_equal(cfg->nplugins, 2);
-    assert_string_equal(cfg->plugins[0].name, "event_log");
-    assert_string_equal(cfg->plugins[1].name, "egress_outbox");
-    assert_null(cfg->plugins[0].config);
-    assert_null(cfg->plugins[1].config);
+    /* The embedded default: HTTP ingress first, egress (the outbox) last. */
+    assert_true(cfg->nplugins >= 3);
+    assert_string_equal(cfg->plugins[0].name, "ingress_http");
+    assert_non_null(cfg->plugins[0].config);
+    assert_string_equal(cfg->plugins[cfg->nplugins - 1].name, "egress_outbox");
+    assert_null(cfg->plugins[cfg->nplugins - 1].config);
+    {
+        bool has_log = false;
+        for (size_t i = 0; i < cfg->nplugins; i++) {
+            has_log = has_log || strcmp(cfg->plugins[i].name, "event_log") == 0;
+        }
+        assert_true(has_log);
+    }
     assert_string_equal(sp__config_setting(cfg, "api_rate_limit"), "100");
     sp__config_free(cfg);
 

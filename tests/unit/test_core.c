@@ -16,6 +16,7 @@
 #include "sp_core/core.h"
 #include "sp_core/log.h"
 #include "sp_core/msg.h"
+#include "sp_core/msgops.h"
 #include "sp_core/sched.h"
 
 typedef struct fixture {
@@ -308,6 +309,181 @@ static void test_backoff(void **state)
     }
 }
 
+/* ---- stored-message operations --------------------------------------- */
+
+static sp_msg_t *team_msg(const char *subject, int64_t team, int64_t sched_at)
+{
+    sp_msg_t *m = new_msg(subject);
+    assert_int_equal(sp__msg_set_int(m, SP_F_TEAM, team), 0);
+    if (sched_at > 0) {
+        assert_int_equal(sp__msg_set_int(m, SP_F_SCHEDULED_AT, sched_at), 0);
+    }
+    return m;
+}
+
+static void submit_one(fixture_t *f, sp_msg_t *m, char id[SP_ID_STRLEN + 1])
+{
+    submit_out_t o = {0};
+    assert_int_equal(sp__core_submit(f->core, NULL, &m, 1, true, submit_cb, &o), 0);
+    run_until(f, &o.done, 5000);
+    assert_int_equal(o.status[0], 0);
+    strcpy(id, o.id[0]);
+}
+
+static int queue_count(fixture_t *f)
+{
+    sp_rtxn_t *r;
+    uint64_t n = 0;
+    assert_int_equal(sp__store_read_begin(f->core->store, &r), 0);
+    assert_int_equal(sp__rtxn_count(r, SP_DB_QUEUE, &n), 0);
+    sp__store_read_end(r);
+    return (int)n;
+}
+
+static void test_cancel_and_reschedule(void **state)
+{
+    fixture_t *f = *state;
+    char id[SP_ID_STRLEN + 1];
+    emit_out_t e = {0};
+    int64_t later = sp__now_ms() + 3600 * 1000, v = 0;
+    sp_msg_t *m;
+
+    submit_one(f, team_msg("sched", 7, later), id);
+    assert_int_equal(queue_count(f), 1);
+    /* Another team cannot touch it. */
+    assert_int_equal(sp__msgops_cancel(f->core, id, 8, emit_cb, &e), 0);
+    run_until(f, &e.done, 5000);
+    assert_int_equal(e.status, SP_ENOTFOUND);
+    /* Reschedule moves the queue key and the field in one write. */
+    e.done = false;
+    assert_int_equal(sp__msgops_reschedule(f->core, id, 7, later + 1000, emit_cb, &e), 0);
+    run_until(f, &e.done, 5000);
+    assert_int_equal(e.status, 0);
+    assert_int_equal(queue_count(f), 1);
+    assert_int_equal(sp__msgops_load(f->core, id, &m), 0);
+    assert_int_equal(sp__msg_get_int(m, SP_F_SCHEDULED_AT, &v), 0);
+    assert_int_equal(v, later + 1000);
+    sp__msg_free(m);
+    /* Cancel: status CANCELLED, queue empty, an event row. */
+    e.done = false;
+    assert_int_equal(sp__msgops_cancel(f->core, id, 7, emit_cb, &e), 0);
+    run_until(f, &e.done, 5000);
+    assert_int_equal(e.status, 0);
+    assert_int_equal(queue_count(f), 0);
+    assert_int_equal(stored_status(f, id), SP_ST_CANCELLED);
+    /* Not scheduled any more. */
+    e.done = false;
+    assert_int_equal(sp__msgops_cancel(f->core, id, 7, emit_cb, &e), 0);
+    run_until(f, &e.done, 5000);
+    assert_int_equal(e.status, SP_ESTATE);
+    e.done = false;
+    assert_int_equal(sp__msgops_reschedule(f->core, id, 7, later, emit_cb, &e), 0);
+    run_until(f, &e.done, 5000);
+    assert_int_equal(e.status, SP_ESTATE);
+    assert_int_equal(sp__msgops_cancel(f->core, "bogus", 7, emit_cb, &e), SP_ENOTFOUND);
+    assert_int_equal(sp__msgops_reschedule(f->core, id, 7, -5, emit_cb, &e), SP_EINVAL);
+}
+
+/* Cancel while the scheduler may pick the message: it is either cancelled
+ * (never delivered) or refused because a delivery is in flight. */
+static void test_cancel_races_delivery(void **state)
+{
+    fixture_t *f = *state;
+    for (int i = 0; i < 20; i++) {
+        char id[SP_ID_STRLEN + 1];
+        emit_out_t e = {0};
+        int rc;
+        /* due right now: the scheduler picks it on its next turn */
+        submit_one(f, team_msg("race", 1, sp__now_ms() + 1), id);
+        rc = sp__msgops_cancel(f->core, id, 1, emit_cb, &e);
+        if (rc == SP_ESTATE) {
+            continue; /* delivery already in flight: refused, never both */
+        }
+        assert_int_equal(rc, 0);
+        run_until(f, &e.done, 5000);
+        if (e.status == 0) {
+            int64_t st;
+            /* give the scheduler a chance to (wrongly) deliver it */
+            for (int k = 0; k < 50; k++) {
+                uv_run(&f->loop, UV_RUN_NOWAIT);
+            }
+            st = stored_status(f, id);
+            assert_int_equal(st, SP_ST_CANCELLED);
+        } else {
+            assert_int_equal(e.status, SP_ESTATE);
+        }
+    }
+}
+
+typedef struct list_out {
+    int n;
+    char ids[16][SP_ID_STRLEN + 1];
+} list_out_t;
+
+static int list_cb(void *arg, const sp_msg_t *m)
+{
+    list_out_t *o = arg;
+    const char *id = sp__msg_get(m, SP_F_ID, NULL);
+    assert_non_null(id);
+    strcpy(o->ids[o->n++], id);
+    return o->n == 16;
+}
+
+typedef struct ev_out {
+    int n;
+    int status[8];
+} ev_out_t;
+
+static int ev_cb(void *arg, sp_status_t st, int64_t t, const char *data)
+{
+    ev_out_t *o = arg;
+    assert_non_null(data);
+    o->status[o->n++] = (int)st;
+    return 0;
+}
+
+static void test_list_load_events(void **state)
+{
+    fixture_t *f = *state;
+    char ids[5][SP_ID_STRLEN + 1], other[SP_ID_STRLEN + 1];
+    list_out_t o = {0};
+    ev_out_t ev = {0};
+    int64_t later = sp__now_ms() + 3600 * 1000;
+    sp_msg_t *m;
+    for (int i = 0; i < 5; i++) {
+        submit_one(f, team_msg("list", 3, later), ids[i]);
+    }
+    submit_one(f, team_msg("other team", 4, later), other);
+    assert_int_equal(sp__msgops_list(f->core, 3, 0, 0, 0, list_cb, &o), 0);
+    assert_int_equal(o.n, 5);
+    for (int i = 0; i < 5; i++) {
+        assert_string_equal(o.ids[i], ids[4 - i]); /* newest first */
+    }
+    memset(&o, 0, sizeof(o));
+    assert_int_equal(sp__msgops_list(f->core, 3, 0, 0, 2, list_cb, &o), 0);
+    assert_int_equal(o.n, 3);
+    assert_string_equal(o.ids[0], ids[2]);
+    memset(&o, 0, sizeof(o));
+    assert_int_equal(sp__msgops_list(f->core, 3, 0, sp__now_ms() - 3600 * 1000, 0, list_cb, &o),
+                     0);
+    assert_int_equal(o.n, 0);
+    memset(&o, 0, sizeof(o));
+    assert_int_equal(sp__msgops_list(f->core, 3, sp__now_ms() + 1000, 0, 0, list_cb, &o), 0);
+    assert_int_equal(o.n, 0);
+    memset(&o, 0, sizeof(o));
+    assert_int_equal(sp__msgops_list(f->core, 99, 0, 0, 0, list_cb, &o), 0);
+    assert_int_equal(o.n, 0);
+
+    assert_int_equal(sp__msgops_load(f->core, other, &m), 0);
+    assert_string_equal(sp__msg_get(m, SP_F_SUBJECT, NULL), "other team");
+    sp__msg_free(m);
+    assert_int_equal(sp__msgops_load(f->core, "0000000000000", &m), SP_ENOTFOUND);
+    assert_int_equal(sp__msgops_events(f->core, other, ev_cb, &ev), 0);
+    assert_int_equal(ev.n, 1);
+    assert_int_equal(ev.status[0], SP_ST_SCHEDULED);
+    assert_int_equal(sp__msgops_events(f->core, "0000000000000", ev_cb, &ev), SP_ENOTFOUND);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -317,6 +493,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_emit_status_precedence, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refused_while_stopping, setup, teardown),
         cmocka_unit_test_setup_teardown(test_metrics_text, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cancel_and_reschedule, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cancel_races_delivery, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_list_load_events, setup, teardown),
         cmocka_unit_test(test_backoff),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -20,6 +20,11 @@ void sp__sched_kick(sp_sched_t *s, int64_t due_ms);
 void sp__sched_stop(sp_sched_t *s);
 /* Deliveries in flight. */
 size_t sp__sched_inflight(const sp_sched_t *s);
+/* Keep the scheduler away from message id while an API change of it is
+ * being committed (cancel, reschedule): SP_ESTATE if a delivery of it is in
+ * flight, else 0 and the id is held until sp__sched_release. */
+int sp__sched_hold(sp_sched_t *s, uint64_t id);
+void sp__sched_release(sp_sched_t *s, uint64_t id);
 /* Free; requires no delivery in flight. Closes its timer (uv_run after). */
 void sp__sched_free(sp_sched_t *s);
 

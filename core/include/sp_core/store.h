@@ -18,6 +18,7 @@ typedef enum {
     SP_DB_EVENTS,    /* id(be64) || seq(be32) -> msgpack event record */
     SP_DB_KV,        /* plugin name || 0x00 || key -> value */
     SP_DB_COUNTERS,  /* team(be64) || day(be32) || metric name -> u64 (be64) */
+    SP_DB_TEAM_MSGS, /* team(be64) || id(be64) -> empty: a team's messages in time order */
     SP_DB_TEAMS,        /* team id(be64) -> msgpack team record */
     SP_DB_TEAM_NAMES,   /* lower-case team name -> team id(be64) */
     SP_DB_API_KEYS,     /* key id(be64) -> msgpack API key record */
@@ -91,6 +92,10 @@ int sp__rtxn_get(sp_rtxn_t *r, sp_db_t db, const void *k, size_t kl, const void 
 typedef int (*sp_store_each_fn)(void *arg, const void *k, size_t kl, const void *v, size_t vl);
 int sp__rtxn_scan(sp_rtxn_t *r, sp_db_t db, const void *from, size_t fl, const void *prefix,
                   size_t pl, sp_store_each_fn each, void *arg);
+/* Visit keys <= upto (upto NULL/0: from the last key) in descending order
+ * while they start with prefix; as sp__rtxn_scan otherwise. */
+int sp__rtxn_scan_rev(sp_rtxn_t *r, sp_db_t db, const void *upto, size_t ul, const void *prefix,
+                      size_t pl, sp_store_each_fn each, void *arg);
 /* Number of entries of a database. */
 int sp__rtxn_count(sp_rtxn_t *r, sp_db_t db, uint64_t *n);
 
@@ -145,6 +150,8 @@ static inline uint32_t sp__be32_get(const uint8_t *p)
 /* Time-ordered message ids: 44 bits of ms since 2020-01-01 UTC, 20 bits of
  * sequence; strictly increasing within a process (loop thread). */
 uint64_t sp__id_next(int64_t now_ms);
+/* The smallest id that can be handed out at time ms (range bounds). */
+uint64_t sp__id_floor(int64_t ms);
 /* Seed the generator so new ids are greater than `last` (after restart). */
 void sp__id_seed(uint64_t last);
 #define SP_ID_STRLEN 13

@@ -53,7 +53,7 @@ extern "C" {
 #define SP_ABI_MAJOR 1
 /** ABI minor: the loader requires plugin minor <= host minor. Each member
  * appended to sp_host_api_t bumps it. */
-#define SP_ABI_MINOR 0
+#define SP_ABI_MINOR 1
 
 /** Version of the SDK (and of the sendpipe release it ships with). */
 #define SP_VERSION_STRING "0.1.0"
@@ -122,6 +122,7 @@ typedef struct sp_txn sp_txn_t;       /**< one message travelling one pipeline r
 typedef struct sp_msg sp_msg_t;       /**< a message record: named fields */
 typedef struct sp_timer sp_timer_t;   /**< a plugin timer */
 typedef uint64_t sp_token_t;          /**< single-use resume token; 0 is never valid */
+typedef struct sp_http_req sp_http_req_t; /**< one HTTP request (ABI 1.1) */
 
 /* ------------------------------------------------------------------------ */
 /** @name Well-known message fields
@@ -172,7 +173,7 @@ typedef struct sp_conf_item {
     size_t offset;           /**< offsetof() into the plugin's config struct */
     const char *def;         /**< default, written as in YAML; NULL for none */
     uint32_t flags;          /**< SP_CONF_* */
-    const char *description; /**< one sentence, shown by `sendpipe plugins` */
+    const char *description; /**< one sentence for documentation and logs */
 } sp_conf_item_t;
 
 /* ------------------------------------------------------------------------ */
@@ -223,6 +224,50 @@ typedef int (*sp_kv_each_fn)(void *arg, const void *key, size_t klen, const void
                              size_t vlen);
 
 /* ------------------------------------------------------------------------ */
+/** @name HTTP routes and tenancy (ABI 1.1) */
+
+/** A route handler. Runs on the loop thread. It must end the request with
+ * exactly one http_respond(), now or later (then the request stays valid
+ * until that call). */
+typedef void (*sp_http_handler_fn)(sp_http_req_t *req, void *ctx);
+
+/** How the HTTP ingress plugin receives the response of a request it
+ * dispatched. Filled by that plugin; must outlive its requests. */
+typedef struct sp_http_transport {
+    uint32_t size; /**< sizeof(sp_http_transport_t) */
+    /** The response: status, header lines ("Name: value\r\n" each, already
+     * validated), body. Called once per request, on the loop thread, unless
+     * the request was aborted. Buffers are borrowed for the call. */
+    void (*send)(void *conn, sp_http_req_t *req, int status, const char *headers, size_t hlen,
+                 const void *body, size_t blen);
+} sp_http_transport_t;
+
+/** Route flags. */
+#define SP_HTTP_ROUTE_NOLOG 0x1u /**< do not access-log (health checks) */
+
+/** Permissions of an API key. */
+typedef enum { SP_PERM_SENDING = 0, SP_PERM_FULL = 1 } sp_permission_t;
+
+/** An authenticated API key. */
+typedef struct sp_auth {
+    uint32_t size;      /**< sizeof(sp_auth_t) of the caller */
+    int64_t team;       /**< team id */
+    int64_t key_id;     /**< API key id */
+    sp_permission_t permission;
+    int64_t domain_id;  /**< the single domain the key is limited to, 0 = any */
+} sp_auth_t;
+
+/** A sending domain of a team. */
+typedef struct sp_domain {
+    uint32_t size;      /**< sizeof(sp_domain_t) of the caller */
+    int64_t id;
+    int64_t team;
+    char name[256];     /**< lower case */
+    bool verified;      /**< status SUCCESS */
+    char region[32];
+} sp_domain_t;
+
+/* ------------------------------------------------------------------------ */
 /** @name Host API
  * Filled by the core and handed to `init`. Members are only ever appended;
  * test for a member newer than your minimum with SP_API_HAS().
@@ -241,12 +286,14 @@ typedef struct sp_host_api {
 
     /* -- logging (any thread). One JSON line, tagged with the plugin name. -- */
     void (*log)(sp_plugin_t *p, sp_log_level_t lvl, const char *fmt, ...) SP_PRINTF(3, 4);
-    /** Message for an error code (-errno or SP_E*). Static string. Any thread. */
+    /** Message for an error code (-errno or SP_E*): a static or thread-local
+     * string, valid until the next call on the same thread. Any thread. */
     const char *(*strerror)(int err);
 
     /* -- registration (init only) -- */
-    /** Run `fn` in `stage`. Order within a stage: YAML plugin order, then
-     * `priority` (-100..100, lower first). Returns 0, SP_EINVAL, SP_ESTATE
+    /** Run `fn` in `stage`. Order within a stage: the sum of this `priority`
+     * and the plugin entry's YAML `priority` (lower first), then YAML plugin
+     * order, then registration order. Returns 0, SP_EINVAL, SP_ESTATE
      * (outside init). */
     int (*hook)(sp_plugin_t *p, sp_stage_t stage, sp_hook_fn fn, int priority);
     /** Receive every status change. Returns 0, SP_EINVAL, SP_ESTATE. */
@@ -259,7 +306,7 @@ typedef struct sp_host_api {
     /** The data directory (absolute path). Core-owned, valid until fini. */
     const char *(*data_dir)(void);
 
-    /* -- messages -- */
+    /* -- messages: pure data; any thread for a message that thread owns -- */
     /** New empty message for submit(). Free with msg_free() unless submitted. */
     sp_msg_t *(*msg_new)(void);
     void (*msg_free)(sp_msg_t *m);
@@ -295,7 +342,9 @@ typedef struct sp_host_api {
      * batch is stored if any message is rejected or deferred, when
      * `all_or_nothing`), then `cb` runs once with a result per message. On 0
      * the core owns the messages; on error the caller still does and `cb`
-     * never runs. Returns 0, SP_EINVAL, SP_ESHUTDOWN, SP_ENOMEM. */
+     * never runs. `cb` may run before submit returns (when nothing is to be
+     * committed, or the store refuses the write at once). Returns 0,
+     * SP_EINVAL, SP_ESHUTDOWN, SP_ENOMEM. */
     int (*submit)(sp_plugin_t *p, sp_msg_t **msgs, size_t n, bool all_or_nothing,
                   sp_submit_cb cb, void *arg);
 
@@ -304,8 +353,8 @@ typedef struct sp_host_api {
     sp_msg_t *(*txn_msg)(sp_txn_t *txn);
     sp_stage_t (*txn_stage)(const sp_txn_t *txn);
     /** Set the reply for a REJECT/DEFER/DROP: a protocol-neutral code (HTTP
-     * style, e.g. 400, 403, 429, 503; 0 lets the core choose) and one line of
-     * text (copied; CR/LF are replaced with spaces). */
+     * style, e.g. 400, 403, 429, 503; 0 for none, and the ingress picks its
+     * default) and one line of text (copied; CR/LF are replaced with spaces). */
     int (*txn_set_reply)(sp_txn_t *txn, int code, const char *text);
     /** Choose the final status for a REJECT or DROP (default: see stage table). */
     int (*txn_set_status)(sp_txn_t *txn, sp_status_t st);
@@ -322,7 +371,8 @@ typedef struct sp_host_api {
      * SP_PENDING, and the token must end in exactly one resume, or the core
      * calls `cancel` (timeout_ms, 0 = the plugin's configured timeout; or
      * shutdown). A hook that never answers times out into SP_DEFER. Returns
-     * the token, or 0 if called outside a hook. */
+     * the token, or 0 if called outside a hook, twice in one hook, after the
+     * hook already resumed, or on out of memory (then return a verdict). */
     sp_token_t (*suspend)(sp_txn_t *txn, uint32_t timeout_ms, sp_cancel_fn cancel, void *arg);
     /** Finish a suspended hook with its verdict (not SP_PENDING). A second
      * resume, or one after timeout or cancel, is ignored, logged and returns
@@ -359,7 +409,8 @@ typedef struct sp_host_api {
                    void *arg);
 
     /* -- metrics -- */
-    /** Add to a named counter (exported as sendpipe_plugin_<plugin>_<name>). */
+    /** Add to a named counter (exported as sendpipe_plugin_<plugin>_<name>_total).
+     * Any thread. */
     void (*counter_add)(sp_plugin_t *p, const char *name, uint64_t delta);
 
     /* -- status feedback -- */
@@ -376,6 +427,97 @@ typedef struct sp_host_api {
     /** The core's `uv_loop_t *`, for plugins that own sockets (ingress). Such
      * a plugin links libuv itself and must close every handle in fini. */
     void *(*uv_loop)(void);
+
+    /* ---- ABI 1.1: HTTP route registry ---------------------------------- */
+    /** Register a route (init only). method: "GET", "POST", ...; pattern: a
+     * path whose segments are literals or "{name}" parameters, e.g.
+     * "/api/v1/emails/{emailId}". Literal segments win over parameters.
+     * 0, SP_EINVAL (bad pattern), SP_EEXIST (same method and pattern),
+     * SP_ESTATE (outside init). */
+    int (*http_route)(sp_plugin_t *p, const char *method, const char *pattern,
+                      sp_http_handler_fn fn, uint32_t flags);
+    /** Visit every registered route (method, pattern, owner name); each
+     * returns non-zero to stop. */
+    int (*http_route_each)(int (*each)(void *arg, const char *method, const char *pattern,
+                                       const char *owner),
+                           void *arg);
+
+    /* -- the HTTP ingress side: build a request, dispatch it -- */
+    /** A new request for a connection. `target` is the raw request target
+     * (path and query); both strings are copied. NULL on out of memory. */
+    sp_http_req_t *(*http_req_new)(sp_plugin_t *p, const sp_http_transport_t *tr, void *conn,
+                                   const char *method, const char *target, size_t tlen,
+                                   const char *remote_addr);
+    /** Add a request header (copied). Names compare case-insensitively. */
+    int (*http_req_add_header)(sp_http_req_t *req, const char *name, size_t nlen,
+                               const char *value, size_t vlen);
+    /** Hand over the body: a buffer from api->alloc whose ownership passes to
+     * the request on success. May be NULL with len 0. */
+    int (*http_req_set_body)(sp_http_req_t *req, void *body, size_t len);
+    /** Route the request: the handler runs (or the core answers 404/405
+     * JSON through the transport). After this call the ingress may only
+     * abort the request. */
+    void (*http_dispatch)(sp_http_req_t *req);
+    /** The connection is gone: the transport's send will not be called for
+     * this request; the handler's later respond just frees it. */
+    void (*http_req_abort)(sp_http_req_t *req);
+
+    /* -- the handler side -- */
+    const char *(*http_method)(const sp_http_req_t *req);
+    /** The path without the query, percent-decoding NOT applied. */
+    const char *(*http_path)(const sp_http_req_t *req);
+    /** A route parameter ("emailId"), percent-decoded, or NULL. */
+    const char *(*http_param)(const sp_http_req_t *req, const char *name);
+    /** A query parameter, percent-decoded ('+' is a space), or NULL. */
+    const char *(*http_query)(const sp_http_req_t *req, const char *name);
+    /** A request header (first of that name), or NULL. */
+    const char *(*http_header)(const sp_http_req_t *req, const char *name);
+    /** The body (may be empty; NUL-terminated for convenience). */
+    const void *(*http_body)(const sp_http_req_t *req, size_t *len);
+    const char *(*http_remote)(const sp_http_req_t *req);
+    /** The matched route pattern ("/api/v1/emails/{emailId}"), or NULL. */
+    const char *(*http_route_of)(const sp_http_req_t *req);
+    /** Add a response header (copied). SP_EINVAL if name or value contains
+     * CR, LF or NUL, or the name is not a token. */
+    int (*http_set_header)(sp_http_req_t *req, const char *name, const char *value);
+    /** Answer and end the request: status, content type (NULL: none), body
+     * (copied). Exactly once per request; a second call returns SP_ESTATE. */
+    int (*http_respond)(sp_http_req_t *req, int status, const char *content_type,
+                        const void *body, size_t len);
+
+    /* ---- ABI 1.1: tenancy (teams, API keys, domains) --------------------- */
+    /** Check an API key ("us_<10>_<32 hex>"). 0 and *out filled, or
+     * SP_ENOTFOUND (unknown, revoked, wrong secret, malformed). The secret
+     * is compared in constant time. Loop thread or any thread. */
+    int (*auth_key)(const char *token, size_t len, sp_auth_t *out);
+    /** A team's domain by name (case-insensitive). 0 or SP_ENOTFOUND. */
+    int (*domain_find)(int64_t team, const char *name, sp_domain_t *out);
+    /** A domain by id (any team). 0 or SP_ENOTFOUND. */
+    int (*domain_get)(int64_t id, sp_domain_t *out);
+
+    /* ---- ABI 1.1: stored messages ---------------------------------------- */
+    /** Load a stored message by id string into a new message (caller frees
+     * with msg_free). 0, SP_ENOTFOUND, SP_ECORRUPT. */
+    int (*msg_load)(const char *id, sp_msg_t **out);
+    /** Visit a stored message's events in time order (status, time, data
+     * JSON); each returns non-zero to stop. 0 or SP_ENOTFOUND. */
+    int (*msg_events)(const char *id,
+                      int (*each)(void *arg, sp_status_t st, int64_t time_ms, const char *data),
+                      void *arg);
+    /** Visit a team's messages, newest first, created in [from_ms, to_ms)
+     * (0 = unbounded), skipping the first `skip` matches; each returns
+     * non-zero to stop. The message is borrowed for the call. */
+    int (*msg_list)(int64_t team, int64_t from_ms, int64_t to_ms, uint64_t skip,
+                    int (*each)(void *arg, const sp_msg_t *m), void *arg);
+    /** Move a SCHEDULED message of `team` to a new due time, atomically with
+     * the queue index. done: 0, SP_ENOTFOUND (unknown or other team),
+     * SP_ESTATE (not scheduled any more: being sent or sent). */
+    int (*msg_reschedule)(const char *id, int64_t team, int64_t due_ms, sp_done_fn done,
+                          void *arg);
+    /** Cancel a SCHEDULED message of `team` (status CANCELLED, queue entry
+     * removed) atomically; never races with its delivery. done: 0,
+     * SP_ENOTFOUND, SP_ESTATE. */
+    int (*msg_cancel)(const char *id, int64_t team, sp_done_fn done, void *arg);
 } sp_host_api_t;
 
 /** True if the host's API table has `member` (and it is not NULL). */
