@@ -14,4 +14,10 @@ $SUDO apt-get install -y -qq --no-install-recommends \
 # ingress_http: libhttp-parser (Debian ships no pkg-config file for it); its tests
 # use curl.
 $SUDO apt-get install -y -qq --no-install-recommends libhttp-parser-dev curl >/dev/null
+# api_usesend: JSON through jansson.
+$SUDO apt-get install -y -qq --no-install-recommends libjansson-dev >/dev/null
+# The SDK tests (tests/sdk) run the official useSend JavaScript SDKs.
+if ! command -v node >/dev/null 2>&1; then
+  $SUDO apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+fi
 echo "sendpipe build dependencies installed"
