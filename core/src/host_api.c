@@ -126,6 +126,19 @@ static int api_emit_status(sp_plugin_t *p, const char *msg_id, sp_status_t st,
 }
 
 /* ---------------------------------------------------------------------- */
+/* HTTP routes (ABI 1.1) */
+
+/* The registry takes NULL as "a core route"; a plugin must name itself. */
+static int api_http_route(sp_plugin_t *p, const char *method, const char *pattern,
+                          sp_http_handler_fn fn, uint32_t flags)
+{
+    if (p == NULL) {
+        return SP_EINVAL;
+    }
+    return sp__http_route(p, method, pattern, fn, flags);
+}
+
+/* ---------------------------------------------------------------------- */
 /* Stored messages (ABI 1.1) */
 
 static int api_msg_load(const char *id, sp_msg_t **out)
@@ -615,7 +628,7 @@ static const sp_host_api_t host_api = {
 
     .uv_loop = api_uv_loop,
 
-    .http_route = sp__http_route,
+    .http_route = api_http_route,
     .http_route_each = sp__http_route_each,
     .http_req_new = sp__http_req_new,
     .http_req_add_header = sp__http_req_add_header,
