@@ -141,6 +141,9 @@ int sp__msgops_list(sp_core_t *core, int64_t team, int64_t from_ms, int64_t to_m
     if (each == NULL) {
         return SP_EINVAL;
     }
+    if (to_ms > 0 && sp__id_floor(to_ms) == 0) {
+        return 0; /* before the first possible id: an empty range */
+    }
     sp__be64_put(prefix, (uint64_t)team);
     memcpy(upto, prefix, 8);
     /* Ids order by creation time: the newest id created before to_ms is

@@ -471,6 +471,9 @@ static void test_list_load_events(void **state)
     assert_int_equal(sp__msgops_list(f->core, 3, sp__now_ms() + 1000, 0, 0, list_cb, &o), 0);
     assert_int_equal(o.n, 0);
     memset(&o, 0, sizeof(o));
+    assert_int_equal(sp__msgops_list(f->core, 3, 0, 1000, 0, list_cb, &o), 0); /* 1970 */
+    assert_int_equal(o.n, 0);
+    memset(&o, 0, sizeof(o));
     assert_int_equal(sp__msgops_list(f->core, 99, 0, 0, 0, list_cb, &o), 0);
     assert_int_equal(o.n, 0);
 
