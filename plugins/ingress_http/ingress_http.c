@@ -3,7 +3,9 @@
  * on the core's libuv loop, parses requests (http_parse.c), hands each one
  * to the core's route registry, and writes the answers back strictly in
  * request order per connection (pipelining), with limits and per-connection
- * timers so that one slow or hostile client cannot stall the others. */
+ * timers so that one slow or hostile client cannot stall the others. On the
+ * HTTPS listeners a TLS layer (tls.c) sits between the socket and the same
+ * connection code. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,11 +18,13 @@
 #include <sp/sp_plugin.h>
 
 #include "http_parse.h"
+#include "tls.h"
 
 #define READ_BUF (64u * 1024u)            /* per connection */
 #define WRITE_HIGH_WATER (1024u * 1024u)  /* stop parsing while more is unsent */
 #define LINGER_MS 2000u                   /* read and drop after a final answer */
-#define MAX_LISTENERS 16
+#define MAX_LISTENERS 16                  /* per list: listen, tls_listen */
+#define HSTS "Strict-Transport-Security"
 
 typedef struct hconf {
     char *listen;
@@ -31,6 +35,10 @@ typedef struct hconf {
     uint64_t keepalive_timeout;
     int64_t max_connections;
     int64_t max_pipeline;
+    char *tls_listen;
+    char *tls_cert;
+    char *tls_key;
+    char *tls_min_version;
 } hconf_t;
 
 static const sp_conf_item_t g_schema[] = {
@@ -50,6 +58,14 @@ static const sp_conf_item_t g_schema[] = {
      "open connections at most (503 beyond)"},
     {SP_CONF_INT, "max_pipeline", offsetof(hconf_t, max_pipeline), "32", 0,
      "unanswered requests per connection before reading pauses"},
+    {SP_CONF_STR, "tls_listen", offsetof(hconf_t, tls_listen), NULL, 0,
+     "address:port list for HTTPS, like listen; empty: no TLS"},
+    {SP_CONF_STR, "tls_cert", offsetof(hconf_t, tls_cert), NULL, 0,
+     "PEM certificate chain for tls_listen (the server's certificate first)"},
+    {SP_CONF_STR, "tls_key", offsetof(hconf_t, tls_key), NULL, 0,
+     "PEM private key of tls_cert"},
+    {SP_CONF_STR, "tls_min_version", offsetof(hconf_t, tls_min_version), "1.2", 0,
+     "oldest TLS version accepted: 1.2 or 1.3"},
     {0},
 };
 
@@ -101,6 +117,8 @@ typedef struct conn {
     bool lingering;
     bool rejected;         /* over max_connections: 503 and close */
     bool continue_owed;    /* 100 Continue to send when earlier answers are out */
+    bool tls_more;         /* TLS: rbuf filled up, more plaintext may be decrypted */
+    tls_conn_t *tls;       /* NULL on plain HTTP */
     struct conn *prev, *next;
 } conn_t;
 
@@ -109,8 +127,11 @@ typedef struct server {
     const sp_host_api_t *api;
     const hconf_t *conf;
     uv_loop_t *loop;
-    uv_tcp_t listeners[MAX_LISTENERS];
+    uv_tcp_t listeners[2 * MAX_LISTENERS];
+    bool listener_tls[2 * MAX_LISTENERS];
     size_t nlisteners;
+    tls_server_t *tls;     /* NULL without tls_listen */
+    bool listening_tls;    /* listen_one: the list being opened is tls_listen */
     int open_listeners;
     conn_t *conns;
     size_t nconns;         /* counted against max_connections */
@@ -121,6 +142,7 @@ typedef struct server {
     hp_ops_t ops;
     char date[40];
     time_t date_at;
+    char tls_in[READ_BUF]; /* encrypted input, fed to the connection's TLS at once */
 } server_t;
 
 static void conn_close(conn_t *c);
@@ -229,7 +251,7 @@ static void on_written(uv_write_t *w, int status)
 }
 
 /* Queue bytes on the socket; takes buf. */
-static int write_out(conn_t *c, char *buf, size_t len)
+static int write_raw(conn_t *c, char *buf, size_t len)
 {
     wreq_t *wr = malloc(sizeof(*wr));
     uv_buf_t b = uv_buf_init(buf, (unsigned)len);
@@ -249,17 +271,67 @@ static int write_out(conn_t *c, char *buf, size_t len)
     return 0;
 }
 
-/* Build a whole answer: status line, Date, Connection, the core's header
- * block, blank line, body (not for HEAD, 1xx, 204, 304). */
+/* Send what the TLS layer has for the peer (handshake, records, alerts). */
+static int tls_send_output(conn_t *c)
+{
+    size_t len;
+    char *buf = tls_conn_take_output(c->tls, &len);
+    if (buf == NULL) {
+        return len == 0 ? 0 : UV_ENOMEM;
+    }
+    return write_raw(c, buf, len);
+}
+
+/* Queue an answer's bytes, encrypted on TLS connections; takes buf. */
+static int write_out(conn_t *c, char *buf, size_t len)
+{
+    int rc;
+    if (c->tls == NULL) {
+        return write_raw(c, buf, len);
+    }
+    rc = tls_conn_write(c->tls, buf, len);
+    free(buf);
+    if (rc < 0) {
+        return UV_EPIPE;
+    }
+    return tls_send_output(c);
+}
+
+/* True if the header block has a field of that name. */
+static bool has_header(const char *headers, size_t hlen, const char *name)
+{
+    size_t nl = strlen(name);
+    const char *p = headers, *end = headers + hlen;
+    while (p < end) {
+        const char *eol = memchr(p, '\n', (size_t)(end - p));
+        if ((size_t)(end - p) > nl && strncasecmp(p, name, nl) == 0 && p[nl] == ':') {
+            return true;
+        }
+        if (eol == NULL) {
+            break;
+        }
+        p = eol + 1;
+    }
+    return false;
+}
+
+/* Build a whole answer: status line, Date, Connection, HSTS on TLS (unless
+ * the route set its own), the core's header block, blank line, body (not for
+ * HEAD, 1xx, 204, 304). */
 static char *build(conn_t *c, const slot_t *s, int status, const char *headers, size_t hlen,
                    const void *body, size_t blen, size_t *outlen)
 {
-    char top[256];
+    char top[320];
     const char *conn_hdr = s->close_after ? "Connection: close\r\n"
                            : s->keepalive10 ? "Connection: keep-alive\r\n"
                                             : "";
-    int n = snprintf(top, sizeof(top), "HTTP/1.1 %d %s\r\nDate: %s\r\n%s", status,
-                     reason(status), http_date(c->srv), conn_hdr);
+    /* One year, no includeSubDomains: the appliance does not own the
+     * other names under its domain. */
+    const char *hsts = c->tls != NULL && !has_header(headers, hlen, HSTS)
+                           ? HSTS ": max-age=31536000\r\n"
+                           : "";
+    int n = snprintf(top, sizeof(top), "HTTP/1.1 %d %s\r\nDate: %s\r\n%s%s", status,
+                     reason(status), http_date(c->srv), conn_hdr, hsts);
     bool nobody = s->head || status < 200 || status == 204 || status == 304;
     size_t total;
     char *out;
@@ -486,11 +558,70 @@ static bool ev_request(void *arg, hp_req_t *r)
 }
 
 /* ---------------------------------------------------------------------- */
+/* TLS */
+
+/* The handshake or a record failed: the alert OpenSSL made is on its way;
+ * close once it is sent, as after a final answer, unless answers are still
+ * owed (they cannot be sent any more). */
+static void tls_failed(conn_t *c)
+{
+    char why[128];
+    tls_conn_describe(c->tls, why, sizeof(why));
+    c->srv->api->log(c->srv->p, SP_LOG_DEBUG, "%s: TLS: %s", c->remote, why);
+    c->rlen = 0;
+    c->tls_more = false;
+    if (c->nslots > 0 || hp_in_request(&c->hp)) {
+        conn_close(c);
+        return;
+    }
+    c->stop_parsing = true;
+    c->final_sent = true;
+    after_change(c);
+}
+
+/* Decrypt into rbuf as far as there is room (advancing the handshake on
+ * the way) and send whatever the TLS layer has for the peer. */
+static void tls_pull(conn_t *c)
+{
+    bool was = tls_conn_established(c->tls);
+    size_t got = 0;
+    tls_stop_t why;
+    int rc = tls_conn_read(c->tls, c->rbuf + c->rlen, READ_BUF - c->rlen, &got, &why);
+    c->rlen += got;
+    c->tls_more = rc == 0 && why == TLS_STOP_FULL;
+    if (tls_send_output(c) < 0) {
+        conn_close(c);
+        return;
+    }
+    if (rc < 0) {
+        tls_failed(c);
+        return;
+    }
+    if (why == TLS_STOP_CLOSED) {
+        c->eof = true; /* close_notify: like the end of the TCP stream */
+    }
+    if (!was && tls_conn_established(c->tls)) {
+        char desc[128];
+        tls_conn_describe(c->tls, desc, sizeof(desc));
+        c->srv->api->log(c->srv->p, SP_LOG_DEBUG, "%s: TLS %s", c->remote, desc);
+        if (c->rejected) {
+            /* Over max_connections: the 503 needed the handshake first. */
+            queue_error(c, 503, "SERVICE_UNAVAILABLE", "too many connections");
+        }
+    }
+}
+
+/* ---------------------------------------------------------------------- */
 /* Reading */
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
 {
     conn_t *c = h->data;
+    if (c->tls != NULL) {
+        /* Encrypted bytes go into the TLS input buffer at once. */
+        *b = uv_buf_init(c->srv->tls_in, READ_BUF);
+        return;
+    }
     if (c->lingering) {
         /* Dropped bytes: reuse the start of the buffer. */
         *b = uv_buf_init(c->rbuf, READ_BUF);
@@ -520,6 +651,21 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
     if (c->lingering || n == 0) {
         return;
     }
+    if (c->tls != NULL) {
+        if (tls_conn_failed(c->tls)) {
+            return; /* only the alert goes out now */
+        }
+        if (tls_conn_feed(c->tls, b->base, (size_t)n) < 0) {
+            conn_close(c);
+            return;
+        }
+        tls_pull(c);
+        if (c->closing) {
+            return;
+        }
+        process(c);
+        return;
+    }
     c->rlen += (size_t)n;
     process(c);
 }
@@ -531,8 +677,17 @@ static void process(conn_t *c)
         return;
     }
     c->in_parse = true;
-    while (!c->closing && c->rlen > 0 && !c->stop_parsing) {
+    while (!c->closing && !c->stop_parsing) {
         size_t used;
+        if (c->tls_more && c->rlen < READ_BUF) {
+            tls_pull(c); /* what did not fit in rbuf before */
+            if (c->closing || c->stop_parsing) {
+                break;
+            }
+        }
+        if (c->rlen == 0) {
+            break;
+        }
         if (c->hp.paused) {
             if (c->nslots >= (size_t)c->srv->conf->max_pipeline ||
                 c->tcp.write_queue_size > WRITE_HIGH_WATER) {
@@ -554,7 +709,7 @@ static void process(conn_t *c)
             c->stop_parsing = true;
             break;
         }
-        if (!c->hp.paused) {
+        if (!c->hp.paused && !c->tls_more) {
             break; /* everything consumed */
         }
     }
@@ -588,6 +743,12 @@ static void after_change(conn_t *c)
             c->lingering = true;
             c->stop_parsing = true;
             hp_free(&c->hp);
+            /* TLS: close_notify before the FIN, so the client knows the
+             * answer was not cut short. */
+            if (c->tls != NULL && (tls_conn_shutdown(c->tls) < 0 || tls_send_output(c) < 0)) {
+                conn_close(c);
+                return;
+            }
             if (uv_shutdown(&c->shut, (uv_stream_t *)&c->tcp, on_shutdown) < 0) {
                 conn_close(c);
                 return;
@@ -605,7 +766,7 @@ static void after_change(conn_t *c)
     }
     if (c->hp.paused && !c->stop_parsing && c->nslots < (size_t)c->srv->conf->max_pipeline &&
         c->tcp.write_queue_size <= WRITE_HIGH_WATER) {
-        if (c->rlen > 0) {
+        if (c->rlen > 0 || c->tls_more) {
             process(c); /* it comes back here */
             return;
         }
@@ -614,6 +775,10 @@ static void after_change(conn_t *c)
     if ((c->eof || c->stop_parsing) && c->nslots == 0 && c->writing == 0 &&
         !hp_in_request(&c->hp)) {
         conn_close(c); /* e.g. after an upgrade request, or the client's EOF */
+        return;
+    }
+    if (c->eof && hp_in_request(&c->hp) && c->rlen == 0 && !c->tls_more) {
+        conn_close(c); /* TLS close_notify in the middle of a request */
         return;
     }
     want_read = !c->eof && !c->stop_parsing && !c->hp.paused && c->rlen < READ_BUF &&
@@ -625,7 +790,13 @@ static void after_change(conn_t *c)
         uv_read_stop((uv_stream_t *)&c->tcp);
         c->reading = false;
     }
-    if (hp_in_request(&c->hp)) {
+    if (c->tls != NULL && !tls_conn_established(c->tls)) {
+        /* The handshake has header_timeout from the accept, whatever it
+         * writes: it is armed once and never restarted. */
+        if (c->tkind != T_HEADER) {
+            arm(c, T_HEADER);
+        }
+    } else if (hp_in_request(&c->hp)) {
         if (c->tkind != T_HEADER && c->tkind != T_BODY) {
             arm(c, c->hp.in_body ? T_BODY : T_HEADER);
         }
@@ -675,6 +846,14 @@ static void set_timer(conn_t *c, tkind_t kind, uint64_t ms)
 /* ---------------------------------------------------------------------- */
 /* Connections */
 
+/* After fini, once the last handle closed. The SSL objects of connections
+ * hold their own references to the TLS context. */
+static void server_free(server_t *s)
+{
+    tls_server_free(s->tls);
+    free(s);
+}
+
 static void conn_free_maybe(uv_handle_t *h)
 {
     conn_t *c = h->data;
@@ -683,11 +862,12 @@ static void conn_free_maybe(uv_handle_t *h)
         return;
     }
     hp_free(&c->hp);
+    tls_conn_free(c->tls);
     free(c->rbuf);
     free(c);
     s->nalive--;
     if (s->finishing && s->nalive == 0 && s->open_listeners == 0) {
-        free(s);
+        server_free(s);
     }
 }
 
@@ -756,6 +936,7 @@ static void dropped_closed(uv_handle_t *h)
 static void on_connection(uv_stream_t *ls, int status)
 {
     server_t *s = ls->data;
+    bool tls = s->listener_tls[(uv_tcp_t *)ls - s->listeners];
     conn_t *c;
     bool over;
     if (status < 0) {
@@ -767,11 +948,17 @@ static void on_connection(uv_stream_t *ls, int status)
     if (c != NULL && !over) {
         c->rbuf = malloc(READ_BUF);
     }
-    if (c == NULL || (!over && c->rbuf == NULL) ||
+    if (c != NULL && tls) {
+        c->tls = tls_conn_new(s->tls);
+    }
+    if (c == NULL || (!over && c->rbuf == NULL) || (tls && c->tls == NULL) ||
         (over && s->nrejected >= (size_t)s->conf->max_connections)) {
         /* No memory, or flooded even past the 503s: take and drop it. */
         uv_tcp_t *t = malloc(sizeof(*t));
-        free(c != NULL ? c->rbuf : NULL);
+        if (c != NULL) {
+            tls_conn_free(c->tls);
+            free(c->rbuf);
+        }
         free(c);
         if (t != NULL) {
             uv_tcp_init(s->loop, t);
@@ -817,8 +1004,11 @@ static void on_connection(uv_stream_t *ls, int status)
         }
         s->api->log(s->p, SP_LOG_WARN, "%s: over max_connections (%lld), answering 503",
                     c->remote, (long long)s->conf->max_connections);
-        queue_error(c, 503, "SERVICE_UNAVAILABLE", "too many connections");
-        return;
+        if (c->tls == NULL) {
+            queue_error(c, 503, "SERVICE_UNAVAILABLE", "too many connections");
+            return;
+        }
+        /* TLS: tls_pull answers once the handshake is done. */
     }
     after_change(c);
 }
@@ -908,13 +1098,35 @@ static int conf_check(const void *confp, char *err, size_t errlen)
 {
     const hconf_t *c = confp;
     int n = each_listen(c->listen, check_one, NULL);
-    if (n <= 0) {
+    int ntls = each_listen(c->tls_listen, check_one, NULL);
+    int version;
+    if (ntls < 0) {
+        snprintf(err, errlen, "tls_listen: expected host:port[, host:port...], got \"%s\"",
+                 c->tls_listen);
+        return -1;
+    }
+    /* An HTTPS-only server may leave listen empty. */
+    if (n < 0 || (n == 0 && ntls == 0)) {
         snprintf(err, errlen, "listen: expected host:port[, host:port...], got \"%s\"",
                  c->listen != NULL ? c->listen : "");
         return -1;
     }
-    if (n > MAX_LISTENERS) {
-        snprintf(err, errlen, "listen: at most %d addresses", MAX_LISTENERS);
+    if (n > MAX_LISTENERS || ntls > MAX_LISTENERS) {
+        snprintf(err, errlen, "%s: at most %d addresses",
+                 n > MAX_LISTENERS ? "listen" : "tls_listen", MAX_LISTENERS);
+        return -1;
+    }
+    if (ntls > 0) {
+        /* Load the files now, so that check-config and start-up both stop
+         * with a line naming the file; init loads them again for use. */
+        tls_server_t *t;
+        if (tls_server_new(c->tls_cert, c->tls_key, c->tls_min_version, &t, err, errlen) < 0) {
+            return -1;
+        }
+        tls_server_free(t);
+    } else if (c->tls_min_version != NULL && tls_version_parse(c->tls_min_version, &version) < 0) {
+        snprintf(err, errlen, "tls_min_version: expected 1.2 or 1.3, got \"%s\"",
+                 c->tls_min_version);
         return -1;
     }
     if (c->max_header_size < 1024 || c->max_header_size > (1u << 20)) {
@@ -944,7 +1156,7 @@ static void listener_closed(uv_handle_t *h)
 {
     server_t *s = h->data;
     if (--s->open_listeners == 0 && s->finishing && s->nalive == 0) {
-        free(s);
+        server_free(s);
     }
 }
 
@@ -961,6 +1173,7 @@ static int listen_one(void *arg, const char *spec, size_t n)
     snprintf(name, sizeof(name), "%.*s", (int)n, spec);
     uv_tcp_init(s->loop, t);
     t->data = s;
+    s->listener_tls[s->nlisteners] = s->listening_tls;
     s->nlisteners++;
     s->open_listeners++;
     rc = uv_tcp_bind(t, (const struct sockaddr *)&a, 0);
@@ -971,7 +1184,8 @@ static int listen_one(void *arg, const char *spec, size_t n)
         s->api->log(s->p, SP_LOG_ERROR, "listen on %s: %s", name, uv_strerror(rc));
         return rc;
     }
-    s->api->log(s->p, SP_LOG_INFO, "listening on http://%s", name);
+    s->api->log(s->p, SP_LOG_INFO, "listening on %s://%s", s->listening_tls ? "https" : "http",
+                name);
     return 0;
 }
 
@@ -1004,7 +1218,22 @@ static int http_init(sp_plugin_t *p, const sp_host_api_t *api, const void *confp
     s->ops.request = ev_request;
     *ctx = s;
     hp_global_init((size_t)conf->max_header_size);
+    if (each_listen(conf->tls_listen, check_one, NULL) > 0) {
+        char err[256];
+        rc = tls_server_new(conf->tls_cert, conf->tls_key, conf->tls_min_version, &s->tls, err,
+                            sizeof(err));
+        if (rc < 0) {
+            api->log(p, SP_LOG_ERROR, "%s", err);
+            http_fini(p, s);
+            *ctx = NULL;
+            return rc;
+        }
+    }
     rc = each_listen(conf->listen, listen_one, s);
+    if (rc >= 0 && s->tls != NULL) {
+        s->listening_tls = true;
+        rc = each_listen(conf->tls_listen, listen_one, s);
+    }
     if (rc < 0) {
         /* The loader calls fini after a failed init? It does not: close
          * what was opened here. */
@@ -1029,7 +1258,7 @@ static void http_fini(sp_plugin_t *p, void *ctx)
         uv_close((uv_handle_t *)&s->listeners[i], listener_closed);
     }
     if (s->open_listeners == 0 && s->nalive == 0) {
-        free(s);
+        server_free(s);
     }
 }
 
