@@ -17,6 +17,7 @@ import tempfile
 import threading
 import time
 import unittest
+import warnings
 
 sys.path.insert(0, os.path.dirname(__file__))
 import sphelp  # noqa: E402
@@ -49,7 +50,12 @@ class TlsConn(test_http.Conn):
     def __init__(self, port, cafile, timeout=10, ctx=None):
         raw = socket.create_connection(("127.0.0.1", port), 5)
         raw.settimeout(timeout * MULT)
-        self.sock = (ctx or client_ctx(cafile)).wrap_socket(raw, server_hostname="localhost")
+        try:
+            self.sock = (ctx or client_ctx(cafile)).wrap_socket(raw,
+                                                                server_hostname="localhost")
+        except BaseException:
+            raw.close()
+            raise
         self.buf = b""
 
 
@@ -185,6 +191,13 @@ class HttpTlsTest(unittest.TestCase):
         c.send(b"".join(get(f"/test/echo/n{i}") for i in range(80)))
         for i in range(80):
             self.assertEqual(c.read().json()["name"], f"n{i}")
+        # Slow ones past max_pipeline, larger together than the read buffer:
+        # reading pauses with decrypted input left over, then resumes.
+        pad = b"X-Pad: " + b"p" * 3000 + b"\r\n"
+        c.send(b"".join(get("/test/slow?ms=5", pad) for _ in range(100)) + get("/test/echo/end"))
+        for _ in range(100):
+            self.assertEqual(c.read().json(), {"slept": 5})
+        self.assertEqual(c.read().json()["name"], "end")
         c.close()
 
     def test_post_bodies(self):
@@ -242,17 +255,63 @@ class HttpTlsTest(unittest.TestCase):
         self.assertTrue(c.closed_by_peer())
         c.close()
 
+    def test_client_close_notify(self):
+        """A request, then the client's close_notify: the answer still comes,
+        then the end."""
+        obj_in, obj_out = ssl.MemoryBIO(), ssl.MemoryBIO()
+        obj = client_ctx(self.cert).wrap_bio(obj_in, obj_out, server_hostname="localhost")
+        sock = socket.create_connection(("127.0.0.1", self.port), 5)
+        sock.settimeout(10 * MULT)
+
+        def pump():
+            data = obj_out.read()
+            if data:
+                sock.sendall(data)
+        while True:
+            try:
+                obj.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                pump()
+                data = sock.recv(65536)
+                self.assertTrue(data, "closed during the handshake")
+                obj_in.write(data)
+        pump()
+        obj.write(get("/test/slow?ms=100"))
+        with self.assertRaises(ssl.SSLWantReadError):
+            obj.unwrap()  # sends close_notify, would wait for the server's
+        pump()
+        while True:
+            data = sock.recv(65536)
+            if not data:
+                break
+            obj_in.write(data)
+        sock.close()
+        plain = b""
+        try:
+            while True:
+                data = obj.read(65536)
+                if not data:
+                    break
+                plain += data
+        except (ssl.SSLWantReadError, ssl.SSLZeroReturnError):
+            pass
+        self.assertIn(b"HTTP/1.1 200 ", plain)
+        self.assertTrue(plain.endswith(b'{"slept":100}'), plain)
+
     def test_tls11_refused(self):
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
-        try:
-            # Let the local OpenSSL really offer TLS 1.1 if it still can.
-            ctx.set_ciphers("DEFAULT@SECLEVEL=0")
-            ctx.minimum_version = ssl.TLSVersion.TLSv1
-        except (ssl.SSLError, ValueError):
-            pass
-        ctx.maximum_version = ssl.TLSVersion.TLSv1_1
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            try:
+                # Let the local OpenSSL really offer TLS 1.1 if it still can.
+                ctx.set_ciphers("DEFAULT@SECLEVEL=0")
+                ctx.minimum_version = ssl.TLSVersion.TLSv1
+            except (ssl.SSLError, ValueError):
+                pass
+            ctx.maximum_version = ssl.TLSVersion.TLSv1_1
         raw = socket.create_connection(("127.0.0.1", self.port), 5)
         raw.settimeout(10 * MULT)
         with self.assertRaises((ssl.SSLError, ConnectionError)):
@@ -413,6 +472,31 @@ class HttpTlsConfigTest(unittest.TestCase):
         self.assertIn(garbage, line)
         line = self.start_fails({"tls_cert": cert, "tls_key": cert})
         self.assertIn(cert, line)
+
+    def test_https_only(self):
+        cert, key = make_cert(self.tmp)
+        srv = tls_server(self.tmp, cert, key, {"listen": '""', "tls_min_version": "1.3"})
+        srv.proc = subprocess.Popen([sphelp.BIN, "serve", "-c", srv.conf],
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    stdin=subprocess.DEVNULL)
+        try:
+            wait_port(srv, srv.tls_port)
+            c = TlsConn(srv.tls_port, cert)
+            self.assertEqual(c.sock.version(), "TLSv1.3")
+            c.send(get("/healthz"))
+            self.assertEqual(c.read().header("Strict-Transport-Security"), HSTS)
+            c.close()
+            with self.assertRaises(OSError):
+                socket.create_connection(("127.0.0.1", srv.http_port), 2).close()
+            # tls_min_version 1.3: a TLS 1.2 client is refused.
+            ctx = client_ctx(cert)
+            ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+            with self.assertRaises((ssl.SSLError, ConnectionError)):
+                TlsConn(srv.tls_port, cert, ctx=ctx)
+            self.assertEqual(srv.stop(), 0)
+        finally:
+            if srv.proc.poll() is None:
+                srv.kill()
 
     def test_tls_listen_needs_cert_and_key(self):
         cert, key = make_cert(self.tmp)
