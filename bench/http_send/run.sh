@@ -5,12 +5,15 @@
 # nginx-light, started here on loopback, answering a static JSON body), and
 # prints requests/s, p50 and p99 of both and their ratios as a Markdown table.
 #
-# Until the useSend API plugin exists, sendpipe is measured on the test route
-# POST /test/submit of the http_echo test plugin: it submits one message with
-# the body as its text and answers 200 {"emailId":...} only after the store
-# commit is durable (store.sync: true, group commit), the same work an API
-# send does minus authentication and JSON validation.
+# sendpipe is measured on the real send route, POST /api/v1/emails of the
+# api_usesend plugin, with a real API key (team, verified domain and key made
+# with the CLI first; the per-team rate limit off): it answers 200
+# {"emailId":...} only after the store commit is durable (store.sync: true,
+# group commit). ROUTE=test measures POST /test/submit of the http_echo test
+# plugin instead: the same durable submit without authentication and JSON
+# validation.
 #
+#   ROUTE        api (default) or test
 #   BUILD_DIR    build directory (default <repo>/build-bench, Release)
 #   DURATION     seconds per run (default 10)
 #   CONNECTIONS  wrk connections (default 50)
@@ -24,6 +27,7 @@ DURATION=${DURATION:-10}
 CONNECTIONS=${CONNECTIONS:-50}
 THREADS=${THREADS:-2}
 SYNC=${SYNC:-true}
+ROUTE=${ROUTE:-api}
 
 need_pkgs=()
 command -v wrk >/dev/null || need_pkgs+=(wrk)
@@ -39,7 +43,8 @@ fi
 if [ ! -f "$BUILD_DIR/CMakeCache.txt" ]; then
     cmake -S "$ROOT" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release >/dev/null
 fi
-cmake --build "$BUILD_DIR" -j2 --target sendpipe ingress_http http_echo egress_outbox >/dev/null
+cmake --build "$BUILD_DIR" -j2 --target sendpipe ingress_http http_echo api_usesend egress_outbox \
+    >/dev/null
 
 TMP=$(mktemp -d /tmp/sp-bench-http.XXXXXX)
 SP_PID=""
@@ -91,18 +96,37 @@ data_dir: $TMP/data
 plugin_dir: $BUILD_DIR/plugins
 log: { level: warn, file: $TMP/sendpipe.log }
 store: { sync: $SYNC }
+settings: { api_rate_limit: 0 }
 plugins:
   - name: ingress_http
     config: { listen: "127.0.0.1:$SP_PORT" }
+  - name: api_usesend
   - name: http_echo
     path: $BUILD_DIR/tests/integration/plugins/http_echo.so
   - name: egress_outbox
 YAML
-"$BUILD_DIR/sendpipe" serve -c "$TMP/sendpipe.yaml" &
+SP="$BUILD_DIR/sendpipe"
+"$SP" teams create bench -c "$TMP/sendpipe.yaml" >/dev/null
+"$SP" domains add --team bench example.com --verified -c "$TMP/sendpipe.yaml" >/dev/null
+export SP_BENCH_KEY
+SP_BENCH_KEY=$("$SP" keys create --team bench -c "$TMP/sendpipe.yaml" | grep -o 'us_[0-9a-z]*_[0-9a-f]*' | head -1)
+if [ "$ROUTE" = api ]; then
+    SP_PATH=/api/v1/emails
+else
+    SP_PATH=/test/submit
+fi
+"$SP" serve -c "$TMP/sendpipe.yaml" &
 SP_PID=$!
 wait_port "$SP_PORT"
-curl -sf -d '{}' "http://127.0.0.1:$SP_PORT/test/submit" >/dev/null
-read -r sp_rps sp_p50 sp_p99 sp_bad < <(measure "http://127.0.0.1:$SP_PORT/test/submit" sendpipe)
+code=$(curl -s -o "$TMP/first.json" -w '%{http_code}' -H "Authorization: Bearer $SP_BENCH_KEY" \
+    -H 'Content-Type: application/json' \
+    -d '{"from":"b@example.com","to":"s@example.com","subject":"s","text":"t"}' \
+    "http://127.0.0.1:$SP_PORT$SP_PATH")
+if [ "$code" != 200 ]; then
+    echo "sendpipe answered $code to a first send: $(cat "$TMP/first.json")" >&2
+    exit 1
+fi
+read -r sp_rps sp_p50 sp_p99 sp_bad < <(measure "http://127.0.0.1:$SP_PORT$SP_PATH" sendpipe)
 kill "$SP_PID"
 wait "$SP_PID" || true
 SP_PID=""
@@ -143,7 +167,7 @@ NGX_PID=""
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
 
 echo "HTTP send: wrk, $CONNECTIONS connections, $THREADS threads, ${DURATION} s, ~1 KB JSON POST;"
-echo "sendpipe route POST /test/submit (durable submit, store.sync: $SYNC); nginx: static JSON."
+echo "sendpipe route POST $SP_PATH (durable, store.sync: $SYNC); nginx: static JSON."
 echo
 echo "| server | requests/s | p50 ms | p99 ms | non-2xx |"
 echo "|---|---:|---:|---:|---:|"
