@@ -938,21 +938,21 @@ static void on_connection(uv_stream_t *ls, int status)
     server_t *s = ls->data;
     bool tls = s->listener_tls[(uv_tcp_t *)ls - s->listeners];
     conn_t *c;
-    bool over;
+    bool over, flooded;
     if (status < 0) {
         s->api->log(s->p, SP_LOG_WARN, "accept: %s", uv_strerror(status));
         return;
     }
     over = s->nconns >= (size_t)s->conf->max_connections;
-    c = calloc(1, sizeof(*c));
+    flooded = over && s->nrejected >= (size_t)s->conf->max_connections;
+    c = flooded ? NULL : calloc(1, sizeof(*c));
     if (c != NULL && !over) {
         c->rbuf = malloc(READ_BUF);
     }
     if (c != NULL && tls) {
         c->tls = tls_conn_new(s->tls);
     }
-    if (c == NULL || (!over && c->rbuf == NULL) || (tls && c->tls == NULL) ||
-        (over && s->nrejected >= (size_t)s->conf->max_connections)) {
+    if (c == NULL || (!over && c->rbuf == NULL) || (tls && c->tls == NULL)) {
         /* No memory, or flooded even past the 503s: take and drop it. */
         uv_tcp_t *t = malloc(sizeof(*t));
         if (c != NULL) {
