@@ -21,3 +21,7 @@ if ! command -v node >/dev/null 2>&1; then
   $SUDO apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
 fi
 echo "sendpipe build dependencies installed"
+# ingress_smtp: MIME parsing through GMime 3; its tests use swaks (TLS through
+# Net::SSLeay and IO::Socket::SSL).
+$SUDO apt-get install -y -qq --no-install-recommends libgmime-3.0-dev swaks \
+  libnet-ssleay-perl libio-socket-ssl-perl >/dev/null
