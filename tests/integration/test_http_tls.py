@@ -221,6 +221,12 @@ class HttpTlsTest(unittest.TestCase):
             c.send(b"%x\r\n" % len(part) + part + b"\r\n")
         c.send(b"0\r\n\r\n")
         self.assertEqual(c.read().json()["sha256"], hashlib.sha256(small).hexdigest())
+        # 100-continue: the interim answer, then the body.
+        c.send(b"POST /test/echo HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\n"
+               b"Content-Length: 5\r\n\r\n")
+        self.assertEqual(c.read().status, 100)
+        c.send(b"hello")
+        self.assertEqual(c.read().json()["length"], 5)
         c.close()
         # And through curl, with a body from a file.
         path = os.path.join(self.tmp, "body.bin")
