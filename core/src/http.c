@@ -1160,6 +1160,10 @@ static void access_log(const sp_http_req_t *req, int status, size_t bytes, doubl
     const char *f[24];
     size_t n = 0;
 
+    /* Below info nothing is written: skip the formatting too. */
+    if (sp__log_get_level() < SP_LOG_INFO) {
+        return;
+    }
     snprintf(st, sizeof(st), "%d", status);
     snprintf(by, sizeof(by), "%zu", bytes);
     snprintf(dur, sizeof(dur), "%.3f", secs * 1000.0);
