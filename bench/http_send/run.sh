@@ -126,7 +126,18 @@ if [ "$code" != 200 ]; then
     echo "sendpipe answered $code to a first send: $(cat "$TMP/first.json")" >&2
     exit 1
 fi
+# Store counters around the run: how many commits the load took and how
+# many write requests each one carried (submission, outbox copy, outcome).
+store_counters() {
+    curl -s "http://127.0.0.1:$SP_PORT/metrics" | awk '
+        /^sendpipe_store_commits_total / { c = $2 }
+        /^sendpipe_store_requests_total / { r = $2 }
+        /^sendpipe_submitted_total / { m = $2 }
+        END { printf "%d %d %d\n", c, r, m }'
+}
+read -r c0 r0 m0 < <(store_counters)
 read -r sp_rps sp_p50 sp_p99 sp_bad < <(measure "http://127.0.0.1:$SP_PORT$SP_PATH" sendpipe)
+read -r c1 r1 m1 < <(store_counters)
 kill "$SP_PID"
 wait "$SP_PID" || true
 SP_PID=""
@@ -175,3 +186,7 @@ echo "| sendpipe | $sp_rps | $sp_p50 | $sp_p99 | $sp_bad |"
 echo "| nginx-light | $ng_rps | $ng_p50 | $ng_p99 | $ng_bad |"
 echo "| sendpipe / nginx | $(ratio "$sp_rps" "$ng_rps") | $(ratio "$sp_p50" "$ng_p50") |" \
     "$(ratio "$sp_p99" "$ng_p99") | |"
+echo
+echo "sendpipe store during the run: $((c1 - c0)) commits ($(ratio $((c1 - c0)) "$DURATION")/s)," \
+    "$(ratio $((r1 - r0)) $((c1 - c0))) write requests per commit," \
+    "$(ratio $((r1 - r0)) $((m1 - m0))) per stored message."
