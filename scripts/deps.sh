@@ -25,3 +25,9 @@ echo "sendpipe build dependencies installed"
 # Net::SSLeay and IO::Socket::SSL).
 $SUDO apt-get install -y -qq --no-install-recommends libgmime-3.0-dev swaks \
   libnet-ssleay-perl libio-socket-ssl-perl >/dev/null
+# bench/smtp_ingest: Postfix's smtp-source and smtp-sink, and Postfix itself as a
+# peer (the script runs private instances only; the package's own service is
+# not started in containers and is stopped by the script if it was).
+if [ "${SP_BENCH_DEPS:-0}" = 1 ]; then
+  $SUDO apt-get install -y -qq --no-install-recommends postfix >/dev/null
+fi
