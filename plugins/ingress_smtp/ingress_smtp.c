@@ -1441,6 +1441,13 @@ static void after_change(sess_t *s)
     if (s->closing) {
         return;
     }
+    if (s->eof && !s->submitting && s->outlen == 0 && s->writing == 0) {
+        /* The client ended TLS (close_notify) and what it sent before is
+         * answered: nothing more can come (nodemailer then waits for our
+         * close). */
+        sess_close(s);
+        return;
+    }
     if (s->finishing && s->outlen == 0 && s->writing == 0) {
         if (s->eof) {
             sess_close(s);
