@@ -745,18 +745,60 @@ static sp_msg_t *build(sess_t *s, const smtp_parsed_t *pm, const sp_auth_t *auth
     return m;
 }
 
-/* The end of DATA: check, parse, submit. */
+/* A message handed to a pool thread for MIME parsing. The session waits
+ * (s->submitting) and keeps data.buf unchanged until parse_done. */
+typedef struct parse_job {
+    sess_t *s;
+    const void *buf;
+    size_t len;
+    smtp_parsed_t pm;
+    int rc;
+    char err[256];
+} parse_job_t;
+
+static void data_parsed(sess_t *s, smtp_parsed_t *pm);
+
+static void parse_work(void *arg)
+{
+    parse_job_t *j = arg;
+    j->rc = smtp_mime_parse(j->buf, j->len, &j->pm, j->err, sizeof(j->err));
+}
+
+/* Back on the loop: the parsed fields become the record there, as the host
+ * API (domain_find, msg_*, submit) is loop-thread only. */
+static void parse_done(void *arg, int status)
+{
+    parse_job_t *j = arg;
+    sess_t *s = j->s;
+
+    s->submitting = false;
+    if (s->closing) {
+        if (status == 0 && j->rc == 0) {
+            smtp_parsed_free(&j->pm);
+        }
+        free(j);
+        free_maybe(s); /* the client left while the parser ran */
+        return;
+    }
+    if (status < 0) {
+        reply(s, "451 4.3.0 Could not parse the message: %s", s->srv->api->strerror(status));
+        txn_reset(s);
+    } else if (j->rc < 0) {
+        reply(s, j->rc == -2 ? "451 4.3.0 %s" : "554 5.6.0 %s", j->err);
+        txn_reset(s);
+    } else {
+        data_parsed(s, &j->pm);
+    }
+    free(j);
+    process(s);
+}
+
+/* The end of DATA: check, then parse on a pool thread (a 10 MiB message
+ * takes GMime long enough to stall every other session if parsed here). */
 static void data_done(sess_t *s)
 {
     server_t *srv = s->srv;
-    const sp_host_api_t *api = srv->api;
-    smtp_parsed_t pm;
-    sp_auth_t tmp;
-    const sp_auth_t *auth = auth_of(s, &tmp);
-    sp_domain_t dom;
-    const char *at;
-    char err[256];
-    sp_msg_t *m;
+    parse_job_t *j;
     int rc;
 
     s->phase = P_CMD;
@@ -771,13 +813,44 @@ static void data_done(sess_t *s)
         txn_reset(s);
         return;
     }
-    rc = smtp_mime_parse(s->data.buf != NULL ? (const void *)s->data.buf : "", s->data.len, &pm,
-                         err, sizeof(err));
-    if (rc < 0) {
-        reply(s, rc == -2 ? "451 4.3.0 %s" : "554 5.6.0 %s", err);
+    j = calloc(1, sizeof(*j));
+    if (j == NULL) {
+        reply(s, "451 4.3.0 Out of memory");
         txn_reset(s);
         return;
     }
+    j->s = s;
+    j->buf = s->data.buf != NULL ? (const void *)s->data.buf : "";
+    j->len = s->data.len;
+    s->submitting = true;
+    rc = srv->api->queue_work(srv->p, parse_work, parse_done, j);
+    if (rc < 0) {
+        /* No pool (shutting down): parse here rather than refuse. */
+        parse_work(j);
+        s->submitting = false;
+        if (j->rc < 0) {
+            reply(s, j->rc == -2 ? "451 4.3.0 %s" : "554 5.6.0 %s", j->err);
+            txn_reset(s);
+        } else {
+            data_parsed(s, &j->pm);
+        }
+        free(j);
+    }
+}
+
+/* The parsed message: check the From domain, build the record, submit. */
+static void data_parsed(sess_t *s, smtp_parsed_t *pmp)
+{
+    server_t *srv = s->srv;
+    const sp_host_api_t *api = srv->api;
+    smtp_parsed_t pm = *pmp;
+    sp_auth_t tmp;
+    const sp_auth_t *auth = auth_of(s, &tmp);
+    sp_domain_t dom;
+    const char *at;
+    sp_msg_t *m;
+    int rc;
+
     if (pm.from_addr == NULL || (at = strrchr(pm.from_addr, '@')) == NULL || at[1] == '\0') {
         reply(s, "554 5.6.0 The message has no From address");
         goto out;
