@@ -745,6 +745,11 @@ static sp_msg_t *build(sess_t *s, const smtp_parsed_t *pm, const sp_auth_t *auth
     return m;
 }
 
+/* Messages up to this size are parsed on the loop: GMime needs well under
+ * a millisecond for them, and the pool's thread hops cost more per message
+ * than that stall saves (bench/smtp_ingest). */
+#define PARSE_INLINE_MAX (64 * 1024)
+
 /* A message handed to a pool thread for MIME parsing. The session waits
  * (s->submitting) and keeps data.buf unchanged until parse_done. */
 typedef struct parse_job {
@@ -793,8 +798,8 @@ static void parse_done(void *arg, int status)
     process(s);
 }
 
-/* The end of DATA: check, then parse on a pool thread (a 10 MiB message
- * takes GMime long enough to stall every other session if parsed here). */
+/* The end of DATA: check, then parse; on a pool thread when large (a 10 MiB
+ * message takes GMime long enough to stall every other session). */
 static void data_done(sess_t *s)
 {
     server_t *srv = s->srv;
@@ -822,10 +827,14 @@ static void data_done(sess_t *s)
     j->s = s;
     j->buf = s->data.buf != NULL ? (const void *)s->data.buf : "";
     j->len = s->data.len;
-    s->submitting = true;
-    rc = srv->api->queue_work(srv->p, parse_work, parse_done, j);
+    rc = SP_EINVAL;
+    if (j->len > PARSE_INLINE_MAX) {
+        s->submitting = true;
+        rc = srv->api->queue_work(srv->p, parse_work, parse_done, j);
+    }
     if (rc < 0) {
-        /* No pool (shutting down): parse here rather than refuse. */
+        /* Small (the pool's two thread hops would cost more than the
+         * parse), or no pool (shutting down): parse here. */
         parse_work(j);
         s->submitting = false;
         if (j->rc < 0) {
