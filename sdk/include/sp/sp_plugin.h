@@ -486,9 +486,12 @@ typedef struct sp_host_api {
                         const void *body, size_t len);
 
     /* ---- ABI 1.1: tenancy (teams, API keys, domains) --------------------- */
-    /** Check an API key ("us_<10>_<32 hex>"). 0 and *out filled, or
-     * SP_ENOTFOUND (unknown, revoked, wrong secret, malformed). The secret
-     * is compared in constant time. Loop thread or any thread. */
+    /** Check an API key ("us_<10>_<32 hex>"). 0 and *out filled;
+     * SP_ENOTFOUND for every kind of bad key (unknown, revoked, wrong
+     * secret, malformed: no oracle); a store error or an unreadable server
+     * key file gives its own code, so an API can answer 5xx rather than
+     * "invalid key". The secret is compared in constant time. Loop thread
+     * or any thread. */
     int (*auth_key)(const char *token, size_t len, sp_auth_t *out);
     /** A team's domain by name (case-insensitive). 0 or SP_ENOTFOUND. */
     int (*domain_find)(int64_t team, const char *name, sp_domain_t *out);
