@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -122,6 +123,7 @@ static int cmd_serve(cli_t *c)
     sp_config_t *cfg;
     char err[1024];
     bool logs_to_file;
+    sigset_t sigs;
     int rc;
 
     if (load_config(c, &cfg) < 0) {
@@ -136,6 +138,15 @@ static int cmd_serve(cli_t *c)
     signal(SIGPIPE, SIG_IGN);
     s.loop = uv_default_loop();
     logs_to_file = cfg->log_file != NULL && strcmp(cfg->log_file, "-") != 0;
+    /* Listeners open during start-up, before the handlers below exist: hold
+     * the signals until then, or an early SIGHUP would kill the process
+     * with its default action. Threads started meanwhile (the store writer)
+     * inherit the mask and leave these signals to the loop thread. */
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     rc = sp__core_init(&s.core, cfg, s.loop, err, sizeof(err));
     if (rc < 0) {
         /* One line on stderr; the JSON log gets it too when it is a file. */
@@ -154,6 +165,7 @@ static int cmd_serve(cli_t *c)
     uv_signal_start(&s.sig_term, on_stop_signal, SIGTERM);
     uv_signal_start(&s.sig_int, on_stop_signal, SIGINT);
     uv_signal_start(&s.sig_hup, on_hup, SIGHUP);
+    pthread_sigmask(SIG_UNBLOCK, &sigs, NULL);
     {
         char pid[32], np[32];
         snprintf(pid, sizeof(pid), "%d", (int)getpid());
