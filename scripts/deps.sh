@@ -25,9 +25,13 @@ echo "sendpipe build dependencies installed"
 # Net::SSLeay and IO::Socket::SSL).
 $SUDO apt-get install -y -qq --no-install-recommends libgmime-3.0-dev swaks \
   libnet-ssleay-perl libio-socket-ssl-perl >/dev/null
-# bench/smtp_ingest: Postfix's smtp-source and smtp-sink, and Postfix itself as a
-# peer (the script runs private instances only; the package's own service is
-# not started in containers and is stopped by the script if it was).
-if [ "${SP_BENCH_DEPS:-0}" = 1 ]; then
-  $SUDO apt-get install -y -qq --no-install-recommends postfix >/dev/null
+# Delivery: DKIM signing through libopendkim, html-to-text through libxml2's
+# HTML parser; the tests verify signatures with dkimpy and OpenDKIM, and relay
+# to a private Postfix and to Postfix's smtp-sink (the package's own service is
+# not started in containers; tests and benches run private instances only).
+$SUDO apt-get install -y -qq --no-install-recommends libopendkim-dev opendkim \
+  python3-dkim libxml2-dev postfix >/dev/null
+# The package may start its own instance where services run; it is not used.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet postfix 2>/dev/null; then
+  $SUDO systemctl stop postfix || true
 fi

@@ -17,6 +17,8 @@
 #include "sp_core/plugin.h"
 #include "sp_core/store.h"
 #include "sp_core/tenancy.h"
+#include "sp_core/fetch.h"
+#include "sp_core/templates.h"
 
 #define LOG_LINE_MAX (16u * 1024u) /* longer plugin messages are cut */
 #define KV_KEY_MAX 511u            /* LMDB's default maximum key size */
@@ -564,6 +566,15 @@ static void *api_uv_loop(void)
     return core_loop();
 }
 
+/* ---------------------------------------------------------------------- */
+/* Delivery (ABI 1.2) */
+
+static int api_http_fetch(sp_plugin_t *p, const sp_fetch_req_t *req, sp_fetch_cb cb, void *arg,
+                          uint64_t *handle)
+{
+    return sp__core == NULL ? SP_ESTATE : sp__fetch_start(p, req, cb, arg, handle);
+}
+
 static const sp_host_api_t host_api = {
     .abi_major = SP_ABI_MAJOR,
     .abi_minor = SP_ABI_MINOR,
@@ -655,6 +666,11 @@ static const sp_host_api_t host_api = {
     .msg_list = api_msg_list,
     .msg_reschedule = api_msg_reschedule,
     .msg_cancel = api_msg_cancel,
+
+    .template_load = sp__templates_load,
+    .domain_dkim = sp__tenancy_domain_dkim,
+    .http_fetch = api_http_fetch,
+    .http_fetch_cancel = sp__fetch_cancel,
 };
 
 const sp_host_api_t *sp__host_api(void)

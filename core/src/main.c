@@ -17,6 +17,7 @@
 #include "sp_core/log.h"
 #include "sp_core/msg.h"
 #include "sp_core/tenancy.h"
+#include "sp_core/templates.h"
 
 #define DEFAULT_CONFIG_SYSTEM "/etc/sendpipe/sendpipe.yaml"
 #define OUTBOX_NS "egress_outbox"
@@ -540,6 +541,9 @@ int main(int argc, char **argv)
     if (strcmp(argv[1], "teams") == 0 || strcmp(argv[1], "keys") == 0 ||
         strcmp(argv[1], "domains") == 0) {
         return sp__tenancy_cli(argc - 1, argv + 1);
+    }
+    if (strcmp(argv[1], "templates") == 0) {
+        return sp__templates_cli(argc - 1, argv + 1);
     }
     if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "-v") == 0) {
         return cmd_version(&c);

@@ -1581,3 +1581,11 @@ int sp__tenancy_auth_key(const char *token, size_t len, sp_auth_t *out)
     }
     return auth_key(sp__core->store, sp__core->cfg->data_dir, token, len, out);
 }
+
+int sp__tenancy_domain_dkim(int64_t domain_id, sp_msg_t **out)
+{
+    /* DKIM keys are not stored yet. */
+    (void)domain_id;
+    (void)out;
+    return SP_ENOTFOUND;
+}

@@ -143,7 +143,11 @@ SP_ABI_API(msg_events, 67);
 SP_ABI_API(msg_list, 68);
 SP_ABI_API(msg_reschedule, 69);
 SP_ABI_API(msg_cancel, 70);
-_Static_assert(sizeof(sp_host_api_t) == 16 + 8 * 71, "host api size: update this file");
+SP_ABI_API(template_load, 71);
+SP_ABI_API(domain_dkim, 72);
+SP_ABI_API(http_fetch, 73);
+SP_ABI_API(http_fetch_cancel, 74);
+_Static_assert(sizeof(sp_host_api_t) == 16 + 8 * 75, "host api size: update this file");
 #endif
 
 /* An object file must not be empty. */

@@ -16,6 +16,9 @@
 int sp__tenancy_auth_key(const char *token, size_t len, sp_auth_t *out);
 int sp__tenancy_domain_find(int64_t team, const char *name, sp_domain_t *out);
 int sp__tenancy_domain_get(int64_t id, sp_domain_t *out);
+/* ABI 1.2: a domain's DKIM key as a message (domain, selector, algorithm,
+ * private_key). 0, SP_ENOTFOUND. */
+int sp__tenancy_domain_dkim(int64_t domain_id, sp_msg_t **out);
 
 /* Same against an explicit store (tests, CLI). */
 int sp__tenancy_auth_key_in(sp_store_t *st, const char *token, size_t len, sp_auth_t *out);

@@ -53,7 +53,7 @@ extern "C" {
 #define SP_ABI_MAJOR 1
 /** ABI minor: the loader requires plugin minor <= host minor. Each member
  * appended to sp_host_api_t bumps it. */
-#define SP_ABI_MINOR 1
+#define SP_ABI_MINOR 2
 
 /** Version of the SDK (and of the sendpipe release it ships with). */
 #define SP_VERSION_STRING "0.1.0"
@@ -148,6 +148,20 @@ typedef struct sp_http_req sp_http_req_t; /**< one HTTP request (ABI 1.1) */
 #define SP_F_ATTEMPTS "attempts"         /**< integer, delivery attempts so far */
 #define SP_F_LAST_ERROR "last_error"     /**< string, last delivery error */
 #define SP_F_PROVIDER_ID "provider_id"   /**< string, id given by the egress provider */
+/* ABI 1.2: fields the ingress plugins set and the delivery plugins read. */
+#define SP_F_DOMAIN_ID "domain_id"       /**< integer: the sending domain's id */
+#define SP_F_API_KEY_ID "api_key_id"     /**< integer: the API key that submitted it */
+#define SP_F_IN_REPLY_TO_ID "in_reply_to_id" /**< string: id of an earlier message */
+#define SP_F_ATTACHMENT_NAMES "attachment_names" /**< list: file names */
+#define SP_F_ATTACHMENT_DATA "attachment_data" /**< list: decoded bytes, parallel to names */
+#define SP_F_TEMPLATE_ID "template_id"   /**< string: a stored template of the team */
+#define SP_F_VARIABLES "variables"       /**< string: JSON object of template variables */
+/** string: the RFC 5322 message as it will leave (CRLF line ends). Built at
+ * the end of the transform stage (plugin `mime`), signed in the sign stage
+ * (DKIM prepends its header), sent by the egress stage. Not stored. */
+#define SP_F_MIME "mime"
+/** string: the Message-ID the built message carries, without angle brackets. */
+#define SP_F_MESSAGE_ID "message_id"
 
 /* ------------------------------------------------------------------------ */
 /** @name Configuration schema */
@@ -266,6 +280,46 @@ typedef struct sp_domain {
     bool verified;      /**< status SUCCESS */
     char region[32];
 } sp_domain_t;
+
+/* ------------------------------------------------------------------------ */
+/** @name Outbound HTTP (ABI 1.2)
+ * libcurl's multi interface driven by the core's loop: the loop never blocks.
+ * TLS peers are verified against the system trust store (or `ca_file`);
+ * redirects are never followed unless asked. */
+
+/** Follow redirects (at most 5; http/https only). Default: a 3xx is the answer. */
+#define SP_FETCH_FOLLOW 0x1u
+
+/** One request. Every pointer is copied during http_fetch(). */
+typedef struct sp_fetch_req {
+    uint32_t size;              /**< sizeof(sp_fetch_req_t) of the caller */
+    const char *method;         /**< "GET", "POST", "PUT", ... */
+    const char *url;            /**< http:// or https:// only */
+    const char *const *headers; /**< "Name: value" strings, NULL-terminated; may be NULL */
+    const void *body;           /**< request body, may be NULL */
+    size_t body_len;
+    uint32_t timeout_ms;        /**< whole request including connect; 0 = 30 s */
+    uint32_t flags;             /**< SP_FETCH_* */
+    const char *ca_file;        /**< trust this PEM file instead of the system store; NULL = system */
+    size_t max_body;            /**< response body cap, 0 = 1 MiB; larger fails with SP_ETOOBIG */
+} sp_fetch_req_t;
+
+/** The outcome, borrowed for the duration of the callback. */
+typedef struct sp_fetch_res {
+    uint32_t size;        /**< sizeof(sp_fetch_res_t) of the core */
+    int status;           /**< 0: an HTTP answer arrived (any code); else SP_ETIMEDOUT,
+                               SP_ETOOBIG, SP_ECANCELED (shutdown) or SP_EBUSY (network, TLS) */
+    long http_status;     /**< 200, 404, ...; 0 when status != 0 */
+    const char *error;    /**< transport error text ("" when status == 0) */
+    const char *headers;  /**< the final response's header block, NUL-terminated */
+    size_t headers_len;
+    const void *body;     /**< response body, NUL-terminated for convenience */
+    size_t body_len;
+    uint64_t elapsed_ms;  /**< from the call to the answer */
+} sp_fetch_res_t;
+
+/** Completion of http_fetch(): exactly once (unless cancelled), on the loop. */
+typedef void (*sp_fetch_cb)(void *arg, const sp_fetch_res_t *res);
 
 /* ------------------------------------------------------------------------ */
 /** @name Host API
@@ -521,6 +575,27 @@ typedef struct sp_host_api {
      * removed) atomically; never races with its delivery. done: 0,
      * SP_ENOTFOUND, SP_ESTATE. */
     int (*msg_cancel)(const char *id, int64_t team, sp_done_fn done, void *arg);
+
+    /* ---- ABI 1.2: delivery --------------------------------------------- */
+    /** A stored template of `team` by id, as a new message with the string
+     * fields "id", "name", "subject", "html", "text" (absent when empty);
+     * caller frees with msg_free. 0, SP_ENOTFOUND (unknown, or another
+     * team's), SP_ECORRUPT. Any thread. */
+    int (*template_load)(int64_t team, const char *id, sp_msg_t **out);
+    /** The DKIM signing key of a domain, as a new message with the string
+     * fields "domain", "selector", "algorithm" ("rsa-sha256" or
+     * "ed25519-sha256") and "private_key" (PEM); caller frees with msg_free
+     * and must never log the key. 0, SP_ENOTFOUND (no such domain or no
+     * key). Any thread. */
+    int (*domain_dkim)(int64_t domain_id, sp_msg_t **out);
+    /** Start an outbound HTTP request; `cb` runs once on the loop with the
+     * outcome. *handle (may be NULL) receives an id for http_fetch_cancel.
+     * 0, SP_EINVAL (bad URL or scheme), SP_ENOMEM, SP_ESHUTDOWN. */
+    int (*http_fetch)(sp_plugin_t *p, const sp_fetch_req_t *req, sp_fetch_cb cb, void *arg,
+                      uint64_t *handle);
+    /** Abandon a request: its callback will not run. Unknown or finished
+     * handles are ignored. Loop thread. */
+    void (*http_fetch_cancel)(uint64_t handle);
 } sp_host_api_t;
 
 /** True if the host's API table has `member` (and it is not NULL). */
