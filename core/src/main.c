@@ -397,7 +397,29 @@ static int cmd_outbox_list(cli_t *c)
     return 0;
 }
 
-static int cmd_outbox_show(cli_t *c)
+/* The built message bytes (SP_F_MIME) of a record, exactly as they left. */
+static int print_raw_record(const void *val, size_t vl)
+{
+    sp_msg_t *m = NULL;
+    const char *mime;
+    size_t ml;
+    int rc = sp__msg_decode(val, vl, &m);
+    if (rc < 0) {
+        fprintf(stderr, "sendpipe: record unreadable: %s\n", sp__strerror(rc));
+        return rc;
+    }
+    mime = sp__msg_get(m, SP_F_MIME, &ml);
+    if (mime == NULL) {
+        fprintf(stderr, "sendpipe: no built message in this record (mime plugin not loaded?)\n");
+        rc = SP_ENOTFOUND;
+    } else {
+        fwrite(mime, 1, ml, stdout);
+    }
+    sp__msg_free(m);
+    return rc;
+}
+
+static int outbox_get(cli_t *c, bool raw)
 {
     view_t v;
     char key[sizeof(OUTBOX_NS) + 64];
@@ -405,7 +427,7 @@ static int cmd_outbox_show(cli_t *c)
     size_t vl, idl;
     int rc;
     if (c->argc != 1 || (idl = strlen(c->argv[0])) > 64) {
-        fprintf(stderr, "usage: sendpipe outbox show [-c FILE] ID\n");
+        fprintf(stderr, "usage: sendpipe outbox %s [-c FILE] ID\n", raw ? "raw" : "show");
         return 2;
     }
     if (view_open(c, &v) < 0) {
@@ -416,12 +438,24 @@ static int cmd_outbox_show(cli_t *c)
     rc = sp__rtxn_get(v.r, SP_DB_KV, key, sizeof(OUTBOX_NS) + idl, &val, &vl);
     if (rc < 0) {
         fprintf(stderr, "sendpipe: %s: not in the outbox\n", c->argv[0]);
+    } else if (raw) {
+        rc = print_raw_record(val, vl);
     } else {
         rc = print_json_record(val, vl);
         printf("\n");
     }
     view_close(&v);
     return rc < 0 ? 1 : 0;
+}
+
+static int cmd_outbox_show(cli_t *c)
+{
+    return outbox_get(c, false);
+}
+
+static int cmd_outbox_raw(cli_t *c)
+{
+    return outbox_get(c, true);
 }
 
 static int cmd_messages_list(cli_t *c)
@@ -500,6 +534,8 @@ static const command_t commands[] = {
     {"outbox", "list", cmd_outbox_list, "outbox list [-c FILE] [--limit N]",
      "messages kept by the outbox egress"},
     {"outbox", "show", cmd_outbox_show, "outbox show [-c FILE] ID", "one outbox message as JSON"},
+    {"outbox", "raw", cmd_outbox_raw, "outbox raw [-c FILE] ID",
+     "the message bytes exactly as they left (RFC 5322)"},
     {"messages", "list", cmd_messages_list, "messages list [-c FILE] [--limit N]",
      "stored messages with their status"},
     {"messages", "show", cmd_messages_show, "messages show [-c FILE] ID",
