@@ -4,6 +4,7 @@
  * render..egress with bounded concurrency, and each outcome updates the record
  * and the queue index in the same store write. */
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,6 +22,7 @@ typedef struct delivery {
     sp_status_update_t u;
     char *last_error;
     char *provider_id;
+    char *data; /* event data JSON */
     bool requeue;
     uint64_t new_due;
     int applied;
@@ -155,6 +157,7 @@ static void delivery_free(delivery_t *d)
     }
     free(d->last_error);
     free(d->provider_id);
+    free(d->data);
     free(d);
 }
 
@@ -216,6 +219,35 @@ static void done_delivery(void *arg, int status)
     pump(s);
 }
 
+/* The event data of a delivery outcome: which plugin decided, its reply
+ * (code and text: the provider id on success, the remote answer or error on
+ * failure) and the attempt number. NULL on out of memory (the event then
+ * carries "{}"). */
+static char *outcome_json(const sp_run_result_t *res, const char *key, const char *text,
+                          int64_t attempts)
+{
+    size_t tl = strlen(text), pl = res->plugin != NULL ? strlen(res->plugin) : 0;
+    size_t cap = 6 * (tl + pl) + 128;
+    char *out = malloc(cap), *q;
+    if (out == NULL) {
+        return NULL;
+    }
+    q = out;
+    q += snprintf(q, cap, "{\"%s\":\"", key);
+    q += sp__json_escape(q, cap - (size_t)(q - out), text, tl);
+    q += snprintf(q, cap - (size_t)(q - out), "\"");
+    if (res->plugin != NULL) {
+        q += snprintf(q, cap - (size_t)(q - out), ",\"plugin\":\"");
+        q += sp__json_escape(q, cap - (size_t)(q - out), res->plugin, pl);
+        q += snprintf(q, cap - (size_t)(q - out), "\"");
+    }
+    if (res->code > 0) {
+        q += snprintf(q, cap - (size_t)(q - out), ",\"code\":%d", res->code);
+    }
+    snprintf(q, cap - (size_t)(q - out), ",\"attempt\":%lld}", (long long)attempts);
+    return out;
+}
+
 static void run_done(sp_txn_t *txn, const sp_run_result_t *res, void *arg)
 {
     delivery_t *d = arg;
@@ -241,6 +273,8 @@ static void run_done(sp_txn_t *txn, const sp_run_result_t *res, void *arg)
             d->provider_id = strdup(pid);
             d->u.provider_id = d->provider_id;
         }
+        d->data = outcome_json(res, "providerId", pid != NULL ? pid : "", attempts);
+        d->u.data = d->data;
         core->stats.delivered++;
         break;
     case SP_DEFER: {
@@ -252,6 +286,8 @@ static void run_done(sp_txn_t *txn, const sp_run_result_t *res, void *arg)
         d->u.last_error = d->last_error;
         if (now + (int64_t)delay - created > (int64_t)cfg->max_age_ms) {
             d->u.status = SP_ST_FAILED;
+            d->data = outcome_json(res, "error", res->text, attempts);
+            d->u.data = d->data;
             core->stats.failed++;
             SP_LOGW("message %s failed after %lld attempts: %s", d->ids, (long long)attempts,
                     res->text);
@@ -270,6 +306,8 @@ static void run_done(sp_txn_t *txn, const sp_run_result_t *res, void *arg)
                                                                   : SP_ST_FAILED);
         d->last_error = strdup(res->text);
         d->u.last_error = d->last_error;
+        d->data = outcome_json(res, "error", res->text, attempts);
+        d->u.data = d->data;
         core->stats.failed++;
         break;
     }
