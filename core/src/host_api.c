@@ -575,6 +575,12 @@ static int api_http_fetch(sp_plugin_t *p, const sp_fetch_req_t *req, sp_fetch_cb
     return sp__core == NULL ? SP_ESTATE : sp__fetch_start(p, req, cb, arg, handle);
 }
 
+static int api_msg_find_provider(const char *provider_id, char *id_out, size_t id_len)
+{
+    return sp__core == NULL ? SP_ESTATE
+                            : sp__msgops_find_provider(sp__core, provider_id, id_out, id_len);
+}
+
 static const sp_host_api_t host_api = {
     .abi_major = SP_ABI_MAJOR,
     .abi_minor = SP_ABI_MINOR,
@@ -671,6 +677,7 @@ static const sp_host_api_t host_api = {
     .domain_dkim = sp__tenancy_domain_dkim,
     .http_fetch = api_http_fetch,
     .http_fetch_cancel = sp__fetch_cancel,
+    .msg_find_provider = api_msg_find_provider,
 };
 
 const sp_host_api_t *sp__host_api(void)

@@ -44,6 +44,35 @@ int sp__msgops_load(sp_core_t *core, const char *id, sp_msg_t **out)
     return rc;
 }
 
+int sp__msgops_find_provider(sp_core_t *core, const char *provider_id, char *id_out,
+                             size_t id_len)
+{
+    size_t pl = provider_id != NULL ? strlen(provider_id) : 0;
+    const void *v;
+    size_t vl;
+    sp_rtxn_t *r;
+    int rc;
+    if (pl == 0 || pl > SP_PROVIDER_ID_MAX) {
+        return SP_ENOTFOUND;
+    }
+    if (id_len < SP_ID_STRLEN + 1) {
+        return SP_ETOOBIG;
+    }
+    rc = sp__store_read_begin(core->store, &r);
+    if (rc < 0) {
+        return rc;
+    }
+    rc = sp__rtxn_get(r, SP_DB_PROVIDER_IDS, provider_id, pl, &v, &vl);
+    if (rc == 0 && vl != 8) {
+        rc = SP_ECORRUPT;
+    }
+    if (rc == 0) {
+        sp__id_str(sp__be64_get(v), id_out);
+    }
+    sp__store_read_end(r);
+    return rc;
+}
+
 typedef struct events_ctx {
     int (*each)(void *arg, sp_status_t st, int64_t time_ms, const char *data);
     void *arg;

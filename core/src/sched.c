@@ -11,6 +11,7 @@
 #include "sp_core/core.h"
 #include "sp_core/log.h"
 #include "sp_core/msg.h"
+#include "sp_core/msgops.h"
 #include "sp_core/sched.h"
 
 typedef struct delivery {
@@ -187,6 +188,15 @@ static int apply_delivery(sp_wtxn_t *w, void *arg)
     if (rc == SP_ENOTFOUND) {
         d->applied = -1;
         return 0;
+    }
+    if (rc == 0 && d->u.provider_id != NULL) {
+        /* Feedback (provider events) finds the message by this id. */
+        size_t pl = strlen(d->u.provider_id);
+        if (pl > 0 && pl <= SP_PROVIDER_ID_MAX) {
+            uint8_t v[8];
+            sp__be64_put(v, d->id);
+            rc = sp__wtxn_put(w, SP_DB_PROVIDER_IDS, d->u.provider_id, pl, v, 8);
+        }
     }
     return rc;
 }

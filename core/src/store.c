@@ -35,7 +35,8 @@ static const char *const db_names[SP_DB__COUNT] = {
     [SP_DB_TEAM_MSGS] = "team_msgs",
     [SP_DB_TEAMS] = "teams", [SP_DB_TEAM_NAMES] = "team_names", [SP_DB_API_KEYS] = "api_keys",
     [SP_DB_KEY_CLIENTS] = "key_clients", [SP_DB_DOMAINS] = "domains",
-    [SP_DB_DOMAIN_NAMES] = "domain_names",
+    [SP_DB_DOMAIN_NAMES] = "domain_names", [SP_DB_TEMPLATES] = "templates",
+    [SP_DB_PROVIDER_IDS] = "provider_ids",
 };
 
 /* LMDB forbids opening one environment twice in a process: closing the second

@@ -147,7 +147,8 @@ SP_ABI_API(template_load, 71);
 SP_ABI_API(domain_dkim, 72);
 SP_ABI_API(http_fetch, 73);
 SP_ABI_API(http_fetch_cancel, 74);
-_Static_assert(sizeof(sp_host_api_t) == 16 + 8 * 75, "host api size: update this file");
+SP_ABI_API(msg_find_provider, 75);
+_Static_assert(sizeof(sp_host_api_t) == 16 + 8 * 76, "host api size: update this file");
 #endif
 
 /* An object file must not be empty. */

@@ -11,6 +11,11 @@
 struct sp_core;
 
 int sp__msgops_load(struct sp_core *core, const char *id, sp_msg_t **out);
+/* Provider ids longer than this are not indexed (LMDB key limit). */
+#define SP_PROVIDER_ID_MAX 255
+/* The message a provider id was recorded for (SP_DB_PROVIDER_IDS). */
+int sp__msgops_find_provider(struct sp_core *core, const char *provider_id, char *id_out,
+                             size_t id_len);
 int sp__msgops_events(struct sp_core *core, const char *id,
                       int (*each)(void *arg, sp_status_t st, int64_t time_ms, const char *data),
                       void *arg);

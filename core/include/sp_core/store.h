@@ -26,6 +26,7 @@ typedef enum {
     SP_DB_DOMAINS,      /* domain id(be64) -> msgpack domain record */
     SP_DB_DOMAIN_NAMES, /* lower-case domain name -> domain id(be64) */
     SP_DB_TEMPLATES,    /* team(be64) || template id string -> msgpack template record */
+    SP_DB_PROVIDER_IDS, /* provider message id string -> message id(be64) */
     SP_DB__COUNT
 } sp_db_t;
 

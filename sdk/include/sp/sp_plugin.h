@@ -596,6 +596,10 @@ typedef struct sp_host_api {
     /** Abandon a request: its callback will not run. Unknown or finished
      * handles are ignored. Loop thread. */
     void (*http_fetch_cancel)(uint64_t handle);
+    /** The message a provider id belongs to (the id an egress plugin set in
+     * SP_F_PROVIDER_ID when it sent it, e.g. SES's MessageId): its id string
+     * into id_out. 0, SP_ENOTFOUND, SP_ETOOBIG (id_len too small). */
+    int (*msg_find_provider)(const char *provider_id, char *id_out, size_t id_len);
 } sp_host_api_t;
 
 /** True if the host's API table has `member` (and it is not NULL). */
