@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "sp_core/core.h"
+#include "sp_core/fetch.h"
 #include "sp_core/http.h"
 #include "sp_core/log.h"
 #include "sp_core/msg.h"
@@ -65,6 +66,11 @@ int sp__core_init(sp_core_t **out, sp_config_t *cfg, uv_loop_t *loop, char *err,
     rc = sp__pipeline_new(&core->pipeline, loop);
     if (rc < 0) {
         snprintf(err, errlen, "pipeline: %s", sp__strerror(rc));
+        goto fail;
+    }
+    rc = sp__fetch_init(loop);
+    if (rc < 0) {
+        snprintf(err, errlen, "outbound http: %s", sp__strerror(rc));
         goto fail;
     }
     rc = sp__http_init(core);
@@ -656,6 +662,9 @@ void sp__core_free(sp_core_t *core)
     for (size_t i = core->nplugins; i > 0; i--) {
         sp__plugin_fini(core->plugins[i - 1]);
     }
+    /* After fini (which may still cancel its fetches), before unloading:
+     * fetches nobody cancelled end with SP_ECANCELED in mapped code. */
+    sp__fetch_shutdown();
     for (int i = 0; i < 16 && uv_run(core->loop, UV_RUN_NOWAIT) != 0; i++) {
     }
     for (size_t i = core->nplugins; i > 0; i--) {
