@@ -144,6 +144,12 @@ static void fetch_complete(fetch_t *f, int status, const char *error)
         /* An answer cut short is no answer: give the caller nothing half-read. */
         f->rbody.len = 0;
         f->rhdrs.len = 0;
+        if (f->rbody.p != NULL) {
+            f->rbody.p[0] = '\0';
+        }
+        if (f->rhdrs.p != NULL) {
+            f->rhdrs.p[0] = '\0';
+        }
     }
     res.http_status = status == 0 ? code : 0;
     res.headers = f->rhdrs.p != NULL ? f->rhdrs.p : "";

@@ -186,6 +186,7 @@ static void on_done(void *arg, const sp_fetch_res_t *res)
     snprintf(r->headers, sizeof(r->headers), "%s", res->headers);
     snprintf(r->error, sizeof(r->error), "%s", res->error);
     assert_int_equal(((const char *)res->body)[res->body_len], '\0');
+    assert_int_equal(strlen(res->headers), res->headers_len);
 }
 
 static uv_loop_t g_loop;
@@ -315,11 +316,14 @@ static void test_body_cap(void **state)
     assert_int_equal(r.status, SP_ETOOBIG);
     assert_int_equal(r.http, 0);
     assert_int_equal(r.body_len, 0);
-    /* streamed without a length, cap 10 KiB */
+    /* streamed without a length, cap 10 KiB: nothing half-read is handed out */
     memset(&r, 0, sizeof(r));
     assert_int_equal(start("GET", "/stream", NULL, 0, 0, 10240, &r, NULL), 0);
     run_until(&r, 1);
     assert_int_equal(r.status, SP_ETOOBIG);
+    assert_int_equal(r.body_len, 0);
+    assert_string_equal(r.body, "");
+    assert_string_equal(r.headers, "");
     /* under the cap */
     memset(&r, 0, sizeof(r));
     assert_int_equal(start("GET", "/ok", NULL, 0, 0, 5, &r, NULL), 0);
