@@ -3,6 +3,7 @@
  * message the mime/dkim stages built, base64), signed with SigV4, sent with
  * the core's http_fetch on the loop. The answer is classified by
  * ses_classify (ses_response.c); see docs/ses.md. */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -138,6 +139,15 @@ static char *build_body(ses_t *s, sp_msg_t *m, const char *mime, size_t mime_len
     *nrcpt = api->msg_count(m, SP_F_TO) + api->msg_count(m, SP_F_CC) +
              api->msg_count(m, SP_F_BCC);
     if (rc == 0 && from != NULL && flen > 0) {
+        /* As given; SES wants a non-ASCII display name MIME-encoded, so
+         * then only the address goes here (the From header keeps the name). */
+        bool ascii = true;
+        for (size_t i = 0; i < flen; i++) {
+            ascii = ascii && (unsigned char)from[i] < 0x80;
+        }
+        if (!ascii) {
+            addr_spec(from, flen, &from, &flen);
+        }
         rc = json_object_set_new(root, "FromEmailAddress", json_stringn(from, flen));
     }
     if (rc == 0) {
