@@ -378,9 +378,19 @@ class ApiEmailsTest(unittest.TestCase):
                          ("X <x@Pending.test>", "Domain: pending.test is not verified")):
             self.assert_error(self.api.post("/api/v1/emails", self.payload(**{"from": frm})),
                               400, "BAD_REQUEST", msg)
-        self.assert_error(self.api.post("/api/v1/emails", self.payload(templateId="welcome")),
-                          400, "BAD_REQUEST", "welcome")
+        # Templates: unknown ids and other teams' templates are refused by id.
+        theirs = self.srv.cli("templates", "add", "--team", str(self.other_team), "--name",
+                              "theirs", "--html", "<p>x</p>").stdout.strip()
+        ours = self.srv.cli("templates", "add", "--team", str(self.team), "--name", "ours",
+                            "--subject", "S", "--html", "<p>y</p>").stdout.strip()
+        for tid in ("welcome", theirs):
+            self.assert_error(self.api.post("/api/v1/emails", self.payload(templateId=tid)),
+                              400, "BAD_REQUEST", f"Template not found: {tid}")
         self.assertEqual(self.srv.message_count(), before)
+        # templateId alone is enough (DECISIONS #9).
+        r = self.api.post("/api/v1/emails", {"to": "rcpt@example.com", "from": "hello@acme.test",
+                                             "templateId": ours.upper()})
+        self.assertEqual(r.status, 200, r)
 
     # ---- bad input: documented answer, nothing stored ---------------------
 
