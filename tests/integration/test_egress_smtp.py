@@ -509,7 +509,7 @@ class AuthTest(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.rx = cls.good = cls.bad = None
+        cls.rx = cls.good = cls.bad = cls.misnamed = None
         try:
             cls.rx = smtphelp.SmtpServer()
             cls.rx.start()
@@ -523,13 +523,19 @@ class AuthTest(unittest.TestCase):
             wrong = key[:-4] + ("0000" if not key.endswith("0000") else "1111")
             cls.bad = RelayLinesServer(dict(relay, password=wrong))
             cls.bad.start()
+            # Its own certificate trusted, but it names mx.sendpipe.test,
+            # not the 127.0.0.1 we connect to.
+            cls.misnamed = RelayLinesServer(dict(
+                relay, password=key, tls_verify="true",
+                ca_file=os.path.join(cls.rx.data, "smtp-selfsigned.pem")))
+            cls.misnamed.start()
         except BaseException:
             cls.tearDownClass()
             raise
 
     @classmethod
     def tearDownClass(cls):
-        for s in (cls.good, cls.bad, cls.rx):
+        for s in (cls.good, cls.bad, cls.misnamed, cls.rx):
             stop_server(s)
 
     def send(self, srv, subject):
@@ -552,6 +558,18 @@ class AuthTest(unittest.TestCase):
         self.assertEqual(theirs["subject"], "through auth")
         self.assertEqual(theirs["to"], ["friend@example.com"])
         self.assertIn("test body", theirs.get("text", "") + theirs.get("raw", ""))
+
+    def test_certificate_for_another_name_defers(self):
+        before = self.rx.message_count()
+        mid = self.send(self.misnamed, "misnamed")
+
+        def failed():
+            rec = record(self.misnamed, mid)
+            return rec.get("attempts", 0) >= 1 and rec
+        rec = sphelp.wait_until(failed, 20, "a failed attempt")
+        self.assertEqual(sphelp.status_name(rec["status"]), "QUEUED")
+        self.assertIn("certificate verification: IP address mismatch", rec["last_error"])
+        self.assertEqual(self.rx.message_count(), before)
 
     def test_wrong_password_is_permanent(self):
         before = self.rx.message_count()
