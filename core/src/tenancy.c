@@ -13,13 +13,18 @@
 #include <unistd.h>
 
 #include <msgpack.h>
+#include <openssl/bio.h>
+#include <openssl/buffer.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <openssl/pem.h>
 #include <openssl/rand.h>
+#include <openssl/x509.h>
 
 #include "sp_core/core.h"
 #include "sp_core/log.h"
+#include "sp_core/msg.h"
 #include "sp_core/tenancy.h"
 
 #define RECORD_V 1
@@ -96,6 +101,8 @@ static const field_t domain_fields[] = {
     FLD(sp_domain_rec_t, open_tracking, F_BOOL, false),
     FLD(sp_domain_rec_t, dkim_selector, F_STR, false),
     FLD(sp_domain_rec_t, created_at, F_INT, false),
+    FLD(sp_domain_rec_t, dkim_algorithm, F_STR, false),
+    FLD(sp_domain_rec_t, dkim_private_key, F_STR, false),
 };
 
 #define NFIELDS(a) (sizeof(a) / sizeof((a)[0]))
@@ -1582,10 +1589,225 @@ int sp__tenancy_auth_key(const char *token, size_t len, sp_auth_t *out)
     return auth_key(sp__core->store, sp__core->cfg->data_dir, token, len, out);
 }
 
+/* ------------------------------------------------------------------------ */
+/* DKIM keys */
+
+const char *sp__tenancy_dkim_alg_norm(const char *s)
+{
+    if (!s) {
+        return NULL;
+    }
+    if (strcmp(s, "rsa") == 0 || strcmp(s, SP_DKIM_RSA) == 0) {
+        return SP_DKIM_RSA;
+    }
+    if (strcmp(s, "ed25519") == 0 || strcmp(s, SP_DKIM_ED25519) == 0) {
+        return SP_DKIM_ED25519;
+    }
+    return NULL;
+}
+
+int sp__tenancy_dkim_selector_check(const char *s)
+{
+    size_t n, label = 0;
+
+    if (!s || (n = strlen(s)) == 0 || n > SP_DKIM_SELECTOR_MAX) {
+        return SP_EINVAL;
+    }
+    for (size_t i = 0; i <= n; i++) {
+        char c = i < n ? s[i] : '.';
+        if (c == '.') {
+            if (label == 0 || s[i - 1] == '-' || s[i - label] == '-') {
+                return SP_EINVAL;
+            }
+            label = 0;
+            continue;
+        }
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-')) {
+            return SP_EINVAL;
+        }
+        label++;
+    }
+    return 0;
+}
+
+/* Never prompt for a passphrase: stored keys have none. */
+static int no_passphrase(char *buf, int size, int rwflag, void *u)
+{
+    (void)buf;
+    (void)size;
+    (void)rwflag;
+    (void)u;
+    return -1;
+}
+
+static EVP_PKEY *dkim_key_load(const char *pem)
+{
+    BIO *b = BIO_new_mem_buf(pem, -1);
+    EVP_PKEY *k = NULL;
+
+    if (b) {
+        k = PEM_read_bio_PrivateKey(b, NULL, no_passphrase, NULL);
+        BIO_free(b);
+    }
+    return k;
+}
+
+int sp__tenancy_dkim_keygen(const char *algorithm, char *pem, size_t size)
+{
+    EVP_PKEY *k = NULL;
+    BUF_MEM *bm = NULL;
+    BIO *b = NULL;
+    int rc = -EIO;
+
+    if (!algorithm || !pem || size == 0) {
+        return SP_EINVAL;
+    }
+    if (strcmp(algorithm, SP_DKIM_RSA) == 0) {
+        k = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)2048);
+    } else if (strcmp(algorithm, SP_DKIM_ED25519) == 0) {
+        k = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+    } else {
+        return SP_EINVAL;
+    }
+    /* PEM_write_bio_PrivateKey writes PKCS#8 ("BEGIN PRIVATE KEY"). */
+    if (!k || !(b = BIO_new(BIO_s_secmem())) ||
+        PEM_write_bio_PrivateKey(b, k, NULL, NULL, 0, NULL, NULL) != 1) {
+        goto out;
+    }
+    BIO_get_mem_ptr(b, &bm);
+    if (!bm || bm->length == 0) {
+        goto out;
+    }
+    if (bm->length >= size) {
+        rc = SP_ETOOBIG;
+        goto out;
+    }
+    memcpy(pem, bm->data, bm->length);
+    pem[bm->length] = '\0';
+    rc = 0;
+out:
+    BIO_free(b); /* a secure-heap BIO is cleansed as it is freed */
+    EVP_PKEY_free(k);
+    return rc;
+}
+
+int sp__tenancy_dkim_txt(const char *algorithm, const char *pem, char *out, size_t size)
+{
+    unsigned char raw[SP_DKIM_TXT_MAX], *p = raw;
+    char b64[SP_DKIM_TXT_MAX * 4 / 3 + 4];
+    const char *k_tag;
+    EVP_PKEY *k;
+    size_t rl = 0;
+    int rc = SP_EINVAL;
+
+    if (!algorithm || !pem || !out || !(k = dkim_key_load(pem))) {
+        return SP_EINVAL;
+    }
+    if (strcmp(algorithm, SP_DKIM_RSA) == 0 && EVP_PKEY_is_a(k, "RSA")) {
+        int n = i2d_PUBKEY(k, NULL);
+        k_tag = "rsa";
+        if (n > 0 && (size_t)n <= sizeof(raw) && i2d_PUBKEY(k, &p) == n) {
+            rl = (size_t)n;
+        }
+    } else if (strcmp(algorithm, SP_DKIM_ED25519) == 0 && EVP_PKEY_is_a(k, "ED25519")) {
+        k_tag = "ed25519";
+        rl = sizeof(raw);
+        if (EVP_PKEY_get_raw_public_key(k, raw, &rl) != 1 || rl != 32) {
+            rl = 0;
+        }
+    } else {
+        goto out;
+    }
+    if (rl == 0) {
+        goto out;
+    }
+    EVP_EncodeBlock((unsigned char *)b64, raw, (int)rl);
+    rc = (size_t)snprintf(out, size, "v=DKIM1; k=%s; p=%s", k_tag, b64) < size ? 0 : SP_ETOOBIG;
+out:
+    EVP_PKEY_free(k);
+    return rc;
+}
+
+int sp__tenancy_domain_set_dkim(sp_wtxn_t *w, int64_t id, const char *selector,
+                                const char *algorithm, const char *pem)
+{
+    char txt[SP_DKIM_TXT_MAX];
+    sp_domain_rec_t *d;
+    const char *alg = sp__tenancy_dkim_alg_norm(algorithm);
+    const void *v;
+    size_t vl;
+    int rc;
+
+    if (!w || !alg || !pem || strlen(pem) >= SP_DKIM_KEY_MAX ||
+        sp__tenancy_dkim_selector_check(selector) != 0 ||
+        sp__tenancy_dkim_txt(alg, pem, txt, sizeof(txt)) != 0) {
+        return SP_EINVAL;
+    }
+    if ((rc = wget_id(w, SP_DB_DOMAINS, id, &v, &vl)) != 0) {
+        return rc;
+    }
+    if (!(d = malloc(sizeof(*d)))) {
+        return SP_ENOMEM;
+    }
+    rc = rec_decode(v, vl, domain_fields, NFIELDS(domain_fields), d, sizeof(*d));
+    if (rc == 0) {
+        snprintf(d->dkim_selector, sizeof(d->dkim_selector), "%s", selector);
+        snprintf(d->dkim_algorithm, sizeof(d->dkim_algorithm), "%s", alg);
+        snprintf(d->dkim_private_key, sizeof(d->dkim_private_key), "%s", pem);
+        rc = rec_put(w, SP_DB_DOMAINS, id, domain_fields, NFIELDS(domain_fields), d, v, vl);
+    }
+    OPENSSL_cleanse(d, sizeof(*d));
+    free(d);
+    return rc;
+}
+
+int sp__tenancy_domain_dkim_in(sp_store_t *st, int64_t domain_id, sp_msg_t **out)
+{
+    sp_domain_rec_t *d;
+    sp_msg_t *m = NULL;
+    sp_rtxn_t *r;
+    int rc;
+
+    if (!st || !out) {
+        return SP_EINVAL;
+    }
+    if (!(d = malloc(sizeof(*d)))) {
+        return SP_ENOMEM;
+    }
+    if ((rc = sp__store_read_begin(st, &r)) != 0) {
+        free(d);
+        return rc;
+    }
+    rc = sp__tenancy_domain_rec_get(r, domain_id, d);
+    sp__store_read_end(r);
+    if (rc == 0 && (!d->dkim_private_key[0] || !sp__tenancy_dkim_alg_norm(d->dkim_algorithm))) {
+        rc = SP_ENOTFOUND; /* a domain from before keys existed: no key yet */
+    }
+    if (rc == 0 && !(m = sp__msg_new())) {
+        rc = SP_ENOMEM;
+    }
+    if (rc == 0 &&
+        ((rc = sp__msg_set(m, "domain", d->name, strlen(d->name))) != 0 ||
+         (rc = sp__msg_set(m, "selector", d->dkim_selector, strlen(d->dkim_selector))) != 0 ||
+         (rc = sp__msg_set(m, "algorithm", d->dkim_algorithm, strlen(d->dkim_algorithm))) != 0 ||
+         (rc = sp__msg_set(m, "private_key", d->dkim_private_key,
+                           strlen(d->dkim_private_key))) != 0)) {
+        sp__msg_free(m);
+        m = NULL;
+    }
+    OPENSSL_cleanse(d, sizeof(*d));
+    free(d);
+    if (rc == 0) {
+        *out = m;
+    }
+    return rc;
+}
+
 int sp__tenancy_domain_dkim(int64_t domain_id, sp_msg_t **out)
 {
-    /* DKIM keys are not stored yet. */
-    (void)domain_id;
-    (void)out;
-    return SP_ENOTFOUND;
+    if (!sp__core || !sp__core->store) {
+        return SP_ESTATE;
+    }
+    return sp__tenancy_domain_dkim_in(sp__core->store, domain_id, out);
 }

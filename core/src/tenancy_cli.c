@@ -28,6 +28,10 @@ enum {
     O_DOMAIN = 1 << 3,
     O_REGION = 1 << 4,
     O_VERIFIED = 1 << 5,
+    O_DKIM_ALG = 1 << 6,
+    O_DKIM_SEL = 1 << 7,
+    O_ROTATE = 1 << 8,
+    O_JSON = 1 << 9,
 };
 
 typedef struct cli {
@@ -37,7 +41,11 @@ typedef struct cli {
     const char *perm;
     const char *domain;
     const char *region;
+    const char *dkim_alg;
+    const char *dkim_sel;
     bool verified;
+    bool rotate;
+    bool json;
     unsigned given; /* O_* seen */
     int argc;       /* positional arguments after the sub-command */
     char **argv;
@@ -128,13 +136,15 @@ typedef enum {
     J_KEY_REVOKE,
     J_DOMAIN_ADD,
     J_DOMAIN_STATUS,
-    J_DOMAIN_DEL
+    J_DOMAIN_DEL,
+    J_DOMAIN_DKIM
 } jkind_t;
 
 typedef struct job {
     jkind_t kind;
     int64_t team, id, domain_id, now;
     const char *name, *region;
+    const char *dkim_sel, *dkim_alg, *dkim_pem; /* J_DOMAIN_ADD, J_DOMAIN_DKIM */
     int status;
     sp_permission_t perm;
     uint8_t skey[SP_TENANCY_SECRET_LEN];
@@ -156,9 +166,18 @@ static int job_apply(sp_wtxn_t *w, void *arg)
                                    &j->out_id, j->token);
     case J_KEY_REVOKE:
         return sp__tenancy_key_revoke(w, j->id, j->now);
-    case J_DOMAIN_ADD:
-        return sp__tenancy_domain_add(w, j->team, j->name, j->region, j->status, j->now,
-                                      &j->out_id);
+    case J_DOMAIN_ADD: {
+        /* The domain and its key in one transaction: never one without the
+         * other. */
+        int rc = sp__tenancy_domain_add(w, j->team, j->name, j->region, j->status, j->now,
+                                        &j->out_id);
+        if (rc == 0 && j->dkim_pem) {
+            rc = sp__tenancy_domain_set_dkim(w, j->out_id, j->dkim_sel, j->dkim_alg, j->dkim_pem);
+        }
+        return rc;
+    }
+    case J_DOMAIN_DKIM:
+        return sp__tenancy_domain_set_dkim(w, j->id, j->dkim_sel, j->dkim_alg, j->dkim_pem);
     case J_DOMAIN_STATUS:
         return sp__tenancy_domain_set_status(w, j->id, j->status);
     case J_DOMAIN_DEL:
@@ -508,6 +527,66 @@ static int cmd_keys_revoke(cli_t *c)
 /* ------------------------------------------------------------------------ */
 /* domains */
 
+/* --dkim-algorithm / --dkim-selector, checked before anything is opened.
+ * def_*: what to use when the option is absent. 0 or 2 (usage). */
+static int dkim_opts(const cli_t *c, const char *def_alg, const char *def_sel, const char **alg,
+                     const char **sel)
+{
+    *alg = c->dkim_alg ? sp__tenancy_dkim_alg_norm(c->dkim_alg) : def_alg;
+    *sel = c->dkim_sel ? c->dkim_sel : def_sel;
+    if (!*alg) {
+        fprintf(stderr, "sendpipe: --dkim-algorithm: expected rsa or ed25519\n");
+        return 2;
+    }
+    if (sp__tenancy_dkim_selector_check(*sel) != 0) {
+        fprintf(stderr,
+                "sendpipe: --dkim-selector: letters, digits and '-' in dot-separated labels, at "
+                "most %d characters\n",
+                SP_DKIM_SELECTOR_MAX);
+        return 2;
+    }
+    return 0;
+}
+
+/* A new key on the heap (cleansed and freed by key_free); prints why not. */
+static char *key_new(const char *alg)
+{
+    char *pem = malloc(SP_DKIM_KEY_MAX);
+    int rc;
+
+    if (!pem) {
+        fprintf(stderr, "sendpipe: out of memory\n");
+        return NULL;
+    }
+    if ((rc = sp__tenancy_dkim_keygen(alg, pem, SP_DKIM_KEY_MAX)) != 0) {
+        fprintf(stderr, "sendpipe: generating a %s key failed: %s\n", alg, sp__strerror(rc));
+        free(pem);
+        return NULL;
+    }
+    return pem;
+}
+
+static void key_free(char *pem)
+{
+    if (pem) {
+        OPENSSL_cleanse(pem, SP_DKIM_KEY_MAX);
+        free(pem);
+    }
+}
+
+/* The store holds private keys: say so if others may read its directory. */
+static void data_dir_mode_check(const cli_t *c)
+{
+    struct stat sb;
+
+    if (stat(c->cfg->data_dir, &sb) == 0 && (sb.st_mode & 077)) {
+        fprintf(stderr,
+                "sendpipe: warning: %s (mode %03o) holds DKIM private keys; make it 0700 "
+                "(chmod 700)\n",
+                c->cfg->data_dir, (unsigned)(sb.st_mode & 0777));
+    }
+}
+
 static int cmd_domains_add(cli_t *c)
 {
     job_t j = {.kind = J_DOMAIN_ADD, .region = c->region};
@@ -528,11 +607,22 @@ static int cmd_domains_add(cli_t *c)
     }
     j.name = name;
     j.status = c->verified ? SP_DOM_SUCCESS : SP_DOM_PENDING;
+    if ((rc = dkim_opts(c, SP_DKIM_RSA, SP_DKIM_DEFAULT_SELECTOR, &j.dkim_alg, &j.dkim_sel)) !=
+        0) {
+        return rc;
+    }
     if (cli_open(c) != 0 || team_lookup(c, c->team, &t) != 0) {
         return 1;
     }
     j.team = t.id;
+    /* Before the write: an RSA key takes a while, the writer is shared. */
+    char *pem = key_new(j.dkim_alg);
+    if (!pem) {
+        return 1;
+    }
+    j.dkim_pem = pem;
     rc = run_job(c, &j);
+    key_free(pem);
     if (rc == SP_EEXIST) {
         fprintf(stderr, "sendpipe: domain %s already exists (names are unique across teams)\n",
                 name);
@@ -546,6 +636,9 @@ static int cmd_domains_add(cli_t *c)
     } else {
         printf("added domain %lld %s to team %lld (%s), status %s\n", (long long)j.out_id, name,
                (long long)t.id, t.name, sp__domain_status_name(j.status));
+        printf("DKIM key %s, selector %s: publish it ('sendpipe domains dkim %s')\n",
+               j.dkim_alg, j.dkim_sel, name);
+        data_dir_mode_check(c);
     }
     return rc == 0 ? 0 : 1;
 }
@@ -555,8 +648,13 @@ static int print_domain(void *arg, const sp_domain_rec_t *d)
     char tb[32];
 
     (void)arg;
-    printf("%lld\t%lld\t%s\t%s\t%s\t%s\n", (long long)d->id, (long long)d->team, d->name,
+    printf("%lld\t%lld\t%s\t%s\t%s\t%s\t", (long long)d->id, (long long)d->team, d->name,
            sp__domain_status_name(d->status), d->region, iso_time(d->created_at, tb));
+    if (d->dkim_private_key[0]) {
+        printf("%s %s\n", d->dkim_selector, d->dkim_algorithm);
+    } else {
+        printf("-\n");
+    }
     return 0;
 }
 
@@ -570,7 +668,7 @@ static int cmd_domains_list(cli_t *c)
         read_begin(c, &r) != 0) {
         return 1;
     }
-    printf("ID\tTEAM\tNAME\tSTATUS\tREGION\tCREATED\n");
+    printf("ID\tTEAM\tNAME\tSTATUS\tREGION\tCREATED\tDKIM\n");
     rc = sp__tenancy_domain_each(r, t.id, print_domain, NULL);
     sp__store_read_end(r);
     if (rc < 0) {
@@ -680,6 +778,98 @@ static int cmd_domains_verify(cli_t *c)
     return 0;
 }
 
+/* The record to publish, as "key: value" lines or one JSON object. Every
+ * value is plain ASCII without quotes or backslashes (validated names,
+ * base64), so the JSON needs no escaping. */
+static int print_dkim(const cli_t *c, const char *domain, const char *sel, const char *alg,
+                      const char *pem)
+{
+    char txt[SP_DKIM_TXT_MAX];
+    int rc = sp__tenancy_dkim_txt(alg, pem, txt, sizeof(txt));
+
+    if (rc != 0) {
+        fprintf(stderr, "sendpipe: domain %s: the stored DKIM key is unusable (%s); replace it "
+                        "with 'sendpipe domains dkim %s --rotate'\n",
+                domain, sp__strerror(rc), domain);
+        return 1;
+    }
+    if (c->json) {
+        printf("{\"domain\":\"%s\",\"selector\":\"%s\",\"algorithm\":\"%s\","
+               "\"name\":\"%s._domainkey.%s\",\"type\":\"TXT\",\"value\":\"%s\"}\n",
+               domain, sel, alg, sel, domain, txt);
+    } else {
+        printf("domain: %s\nselector: %s\nalgorithm: %s\nname: %s._domainkey.%s\ntype: TXT\n"
+               "value: %s\n",
+               domain, sel, alg, sel, domain, txt);
+    }
+    return 0;
+}
+
+static int cmd_domains_dkim(cli_t *c)
+{
+    job_t j = {.kind = J_DOMAIN_DKIM};
+    sp_domain_rec_t *d = calloc(1, sizeof(*d));
+    char *pem = NULL;
+    bool has = false;
+    int rc = 1;
+
+    if (!d) {
+        fprintf(stderr, "sendpipe: out of memory\n");
+        return 1;
+    }
+    if (!c->rotate && (c->dkim_alg || c->dkim_sel)) {
+        fprintf(stderr, "sendpipe: --dkim-algorithm and --dkim-selector go with --rotate\n");
+        rc = 2;
+        goto out;
+    }
+    if (cli_open(c) != 0 || domain_arg(c, d) != 0) {
+        goto out;
+    }
+    has = d->dkim_private_key[0] && sp__tenancy_dkim_alg_norm(d->dkim_algorithm);
+    if (!c->rotate) {
+        if (!has) {
+            fprintf(stderr,
+                    "sendpipe: domain %s has no DKIM key (added before keys existed); make one "
+                    "with 'sendpipe domains dkim %s --rotate'\n",
+                    d->name, d->name);
+            goto out;
+        }
+        rc = print_dkim(c, d->name, d->dkim_selector, d->dkim_algorithm, d->dkim_private_key);
+        goto out;
+    }
+    /* A rotation keeps the algorithm and selector unless told otherwise. */
+    if ((rc = dkim_opts(c, has ? d->dkim_algorithm : SP_DKIM_RSA,
+                        has ? d->dkim_selector : SP_DKIM_DEFAULT_SELECTOR, &j.dkim_alg,
+                        &j.dkim_sel)) != 0) {
+        goto out;
+    }
+    rc = 1;
+    if (!(pem = key_new(j.dkim_alg))) {
+        goto out;
+    }
+    j.id = d->id;
+    j.dkim_pem = pem;
+    if ((rc = run_job(c, &j)) != 0) {
+        fprintf(stderr, "sendpipe: replacing the DKIM key of %s failed: %s\n", d->name,
+                sp__strerror(rc));
+        rc = 1;
+        goto out;
+    }
+    fprintf(stderr, "sendpipe: domain %s: new DKIM key (%s, selector %s); publish this record\n",
+            d->name, j.dkim_alg, j.dkim_sel);
+    if (has && strcmp(j.dkim_sel, d->dkim_selector) == 0) {
+        fprintf(stderr, "sendpipe: the selector is unchanged: messages signed with the old key "
+                        "fail verification once the record is replaced (see docs/dkim.md)\n");
+    }
+    data_dir_mode_check(c);
+    rc = print_dkim(c, d->name, j.dkim_sel, j.dkim_alg, pem);
+out:
+    key_free(pem);
+    OPENSSL_cleanse(d, sizeof(*d));
+    free(d);
+    return rc;
+}
+
 /* ------------------------------------------------------------------------ */
 /* Dispatch */
 
@@ -693,9 +883,15 @@ static const command_t commands[] = {
     {"keys", "list", cmd_keys_list, 0, O_TEAM, "keys list [-c FILE] [--team TEAM]",
      "list API keys (partial tokens only)"},
     {"keys", "revoke", cmd_keys_revoke, 1, 0, "keys revoke [-c FILE] ID", "revoke an API key"},
-    {"domains", "add", cmd_domains_add, 1, O_TEAM | O_REGION | O_VERIFIED,
-     "domains add [-c FILE] --team TEAM [--verified] [--region REGION] NAME",
-     "add a sending domain (PENDING, or SUCCESS with --verified)"},
+    {"domains", "add", cmd_domains_add, 1, O_TEAM | O_REGION | O_VERIFIED | O_DKIM_ALG | O_DKIM_SEL,
+     "domains add [-c FILE] --team TEAM [--verified] [--region REGION] "
+     "[--dkim-algorithm rsa|ed25519] [--dkim-selector SELECTOR] NAME",
+     "add a sending domain (PENDING, or SUCCESS with --verified) with a new DKIM key "
+     "(RSA-2048 and selector 'sendpipe' by default)"},
+    {"domains", "dkim", cmd_domains_dkim, 1, O_ROTATE | O_JSON | O_DKIM_ALG | O_DKIM_SEL,
+     "domains dkim [-c FILE] [--json] [--rotate [--dkim-algorithm rsa|ed25519] "
+     "[--dkim-selector SELECTOR]] NAME|ID",
+     "print the DKIM DNS record to publish; --rotate replaces the key first"},
     {"domains", "list", cmd_domains_list, 0, O_TEAM, "domains list [-c FILE] [--team TEAM]",
      "list domains"},
     {"domains", "rm", cmd_domains_rm, 1, 0, "domains rm [-c FILE] NAME|ID", "remove a domain"},
@@ -723,6 +919,9 @@ int sp__tenancy_cli(int argc, char **argv)
         {"name", required_argument, NULL, 'n'},    {"permission", required_argument, NULL, 'p'},
         {"domain", required_argument, NULL, 'd'},  {"region", required_argument, NULL, 'r'},
         {"verified", no_argument, NULL, 'V'},      {"help", no_argument, NULL, 'h'},
+        {"dkim-algorithm", required_argument, NULL, 'A'},
+        {"dkim-selector", required_argument, NULL, 'S'},
+        {"rotate", no_argument, NULL, 'R'},        {"json", no_argument, NULL, 'J'},
         {NULL, 0, NULL, 0}};
     const command_t *cmd = NULL;
     cli_t c = {0};
@@ -790,6 +989,22 @@ int sp__tenancy_cli(int argc, char **argv)
         case 'V':
             c.verified = true;
             bit = O_VERIFIED;
+            break;
+        case 'A':
+            c.dkim_alg = optarg;
+            bit = O_DKIM_ALG;
+            break;
+        case 'S':
+            c.dkim_sel = optarg;
+            bit = O_DKIM_SEL;
+            break;
+        case 'R':
+            c.rotate = true;
+            bit = O_ROTATE;
+            break;
+        case 'J':
+            c.json = true;
+            bit = O_JSON;
             break;
         case 'h':
             printf("usage: sendpipe %s\n  %s\n", cmd->usage, cmd->help);

@@ -23,6 +23,7 @@
 #include <sp/sp_errno.h>
 
 #include "sp_core/core.h"
+#include "sp_core/msg.h"
 #include "sp_core/store.h"
 #include "sp_core/tenancy.h"
 
@@ -875,6 +876,163 @@ static void test_record_compat(void **state)
     assert_int_equal(write_sync(fx, w_revoke, &o), SP_ECORRUPT);
 }
 
+/* ------------------------------------------------------------------------ */
+/* DKIM keys */
+
+typedef struct dkim_op {
+    int64_t id;
+    const char *sel, *alg, *pem;
+} dkim_op_t;
+
+static int w_set_dkim(sp_wtxn_t *w, void *arg)
+{
+    dkim_op_t *o = arg;
+    return sp__tenancy_domain_set_dkim(w, o->id, o->sel, o->alg, o->pem);
+}
+
+/* A domain record as written before DKIM keys existed. */
+static int put_old_domain(sp_wtxn_t *w, void *arg)
+{
+    int64_t *team = arg;
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    uint8_t k[8];
+    int rc;
+
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 5);
+    pack_str(&pk, "v");
+    msgpack_pack_int(&pk, 1);
+    pack_str(&pk, "team");
+    msgpack_pack_int64(&pk, *team);
+    pack_str(&pk, "name");
+    pack_str(&pk, "old.example");
+    pack_str(&pk, "status");
+    pack_str(&pk, "SUCCESS");
+    pack_str(&pk, "dkim_selector");
+    pack_str(&pk, "usesend");
+    sp__be64_put(k, 60);
+    rc = sp__wtxn_put(w, SP_DB_DOMAINS, k, 8, sb.data, sb.size);
+    msgpack_sbuffer_destroy(&sb);
+    return rc;
+}
+
+static void test_domain_dkim(void **state)
+{
+    fx_t *fx = *state;
+    sp_config_t cfg = {.data_dir = fx->dir};
+    sp_core_t core = {.store = fx->st, .cfg = &cfg};
+    int64_t team = team_add(fx, "acme");
+    int64_t dom = domain_add(fx, team, "example.com", SP_DOM_PENDING);
+    char *rsa = malloc(SP_DKIM_KEY_MAX), *ed = malloc(SP_DKIM_KEY_MAX), txt[SP_DKIM_TXT_MAX];
+    sp_domain_rec_t *rec = malloc(sizeof(*rec));
+    sp_msg_t *m = NULL;
+    sp_rtxn_t *r;
+    size_t n;
+
+    assert_non_null(rsa);
+    assert_non_null(ed);
+    assert_non_null(rec);
+    assert_string_equal(sp__tenancy_dkim_alg_norm("rsa"), SP_DKIM_RSA);
+    assert_string_equal(sp__tenancy_dkim_alg_norm("ed25519-sha256"), SP_DKIM_ED25519);
+    assert_null(sp__tenancy_dkim_alg_norm("rsa-sha1"));
+    assert_null(sp__tenancy_dkim_alg_norm(NULL));
+    assert_int_equal(sp__tenancy_dkim_selector_check("sendpipe"), 0);
+    assert_int_equal(sp__tenancy_dkim_selector_check("s2026-11.Mail"), 0);
+    const char *bad_sel[] = {"", "-a", "a-", "a..b", ".a", "a.", "a_b", "a b", "x;y", NULL};
+    for (int i = 0; bad_sel[i]; i++) {
+        assert_int_equal(sp__tenancy_dkim_selector_check(bad_sel[i]), SP_EINVAL);
+    }
+    char longsel[SP_DKIM_SELECTOR_MAX + 2];
+    memset(longsel, 'a', sizeof(longsel) - 1);
+    longsel[sizeof(longsel) - 1] = '\0';
+    assert_int_equal(sp__tenancy_dkim_selector_check(longsel), SP_EINVAL);
+
+    /* Keys: PKCS#8 PEM; their records in the documented formats. */
+    assert_int_equal(sp__tenancy_dkim_keygen(SP_DKIM_RSA, rsa, SP_DKIM_KEY_MAX), 0);
+    assert_int_equal(sp__tenancy_dkim_keygen(SP_DKIM_ED25519, ed, SP_DKIM_KEY_MAX), 0);
+    assert_int_equal(sp__tenancy_dkim_keygen("rsa", txt, 100), SP_EINVAL);
+    assert_int_equal(sp__tenancy_dkim_keygen(SP_DKIM_ED25519, txt, 100), SP_ETOOBIG);
+    assert_true(strncmp(rsa, "-----BEGIN PRIVATE KEY-----\n", 28) == 0);
+    assert_true(strncmp(ed, "-----BEGIN PRIVATE KEY-----\n", 28) == 0);
+    assert_int_equal(sp__tenancy_dkim_txt(SP_DKIM_RSA, rsa, txt, sizeof(txt)), 0);
+    /* base64 of a 2048-bit SubjectPublicKeyInfo (294 bytes): 392 chars */
+    assert_true(strncmp(txt, "v=DKIM1; k=rsa; p=MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA",
+                        62) == 0);
+    assert_int_equal(strlen(txt), 18 + 392);
+    assert_int_equal(sp__tenancy_dkim_txt(SP_DKIM_ED25519, ed, txt, sizeof(txt)), 0);
+    assert_true(strncmp(txt, "v=DKIM1; k=ed25519; p=", 22) == 0);
+    assert_int_equal(strlen(txt), 22 + 44); /* the raw 32-byte key */
+    assert_int_equal(sp__tenancy_dkim_txt(SP_DKIM_ED25519, rsa, txt, sizeof(txt)), SP_EINVAL);
+    assert_int_equal(sp__tenancy_dkim_txt(SP_DKIM_RSA, "junk", txt, sizeof(txt)), SP_EINVAL);
+    assert_int_equal(sp__tenancy_dkim_txt(SP_DKIM_RSA, rsa, txt, 40), SP_ETOOBIG);
+
+    /* No key yet. */
+    sp__core = &core;
+    assert_int_equal(sp__tenancy_domain_dkim(dom, &m), SP_ENOTFOUND);
+    assert_int_equal(sp__tenancy_domain_dkim(dom + 100, &m), SP_ENOTFOUND);
+
+    /* Refusals leave the record alone. */
+    dkim_op_t o = {.id = dom, .sel = "sendpipe", .alg = "rsa", .pem = rsa};
+    o.sel = "bad sel";
+    assert_int_equal(write_sync(fx, w_set_dkim, &o), SP_EINVAL);
+    o.sel = "sendpipe";
+    o.alg = "ed25519"; /* an RSA key under the Ed25519 name */
+    assert_int_equal(write_sync(fx, w_set_dkim, &o), SP_EINVAL);
+    o.alg = "rsa";
+    o.id = dom + 100;
+    assert_int_equal(write_sync(fx, w_set_dkim, &o), SP_ENOTFOUND);
+    o.id = dom;
+    assert_int_equal(write_sync(fx, w_set_dkim, &o), 0);
+
+    assert_int_equal(sp__tenancy_domain_dkim(dom, &m), 0);
+    assert_string_equal(sp__msg_get(m, "domain", &n), "example.com");
+    assert_string_equal(sp__msg_get(m, "selector", &n), "sendpipe");
+    assert_string_equal(sp__msg_get(m, "algorithm", &n), "rsa-sha256");
+    assert_string_equal(sp__msg_get(m, "private_key", &n), rsa);
+    sp__msg_free(m);
+    m = NULL;
+
+    /* Other updates keep the key; a rotation replaces it. */
+    op_t v = {.id = dom, .status = SP_DOM_SUCCESS};
+    assert_int_equal(write_sync(fx, w_domain_status, &v), 0);
+    assert_int_equal(sp__store_read_begin(fx->st, &r), 0);
+    assert_int_equal(sp__tenancy_domain_rec_get(r, dom, rec), 0);
+    sp__store_read_end(r);
+    assert_string_equal(rec->dkim_private_key, rsa);
+    assert_string_equal(rec->dkim_algorithm, "rsa-sha256");
+    o.alg = "ed25519-sha256";
+    o.sel = "s2";
+    o.pem = ed;
+    assert_int_equal(write_sync(fx, w_set_dkim, &o), 0);
+    assert_int_equal(sp__tenancy_domain_dkim_in(fx->st, dom, &m), 0);
+    assert_string_equal(sp__msg_get(m, "selector", &n), "s2");
+    assert_string_equal(sp__msg_get(m, "algorithm", &n), "ed25519-sha256");
+    assert_string_equal(sp__msg_get(m, "private_key", &n), ed);
+    sp__msg_free(m);
+    m = NULL;
+
+    /* A record from before keys: readable, no key, and it can get one. */
+    assert_int_equal(write_sync(fx, put_old_domain, &team), 0);
+    assert_int_equal(sp__store_read_begin(fx->st, &r), 0);
+    assert_int_equal(sp__tenancy_domain_rec_get(r, 60, rec), 0);
+    sp__store_read_end(r);
+    assert_string_equal(rec->name, "old.example");
+    assert_string_equal(rec->dkim_selector, "usesend");
+    assert_string_equal(rec->dkim_private_key, "");
+    assert_int_equal(sp__tenancy_domain_dkim(60, &m), SP_ENOTFOUND);
+    dkim_op_t old = {.id = 60, .sel = "sendpipe", .alg = "rsa-sha256", .pem = rsa};
+    assert_int_equal(write_sync(fx, w_set_dkim, &old), 0);
+    assert_int_equal(sp__tenancy_domain_dkim(60, &m), 0);
+    assert_string_equal(sp__msg_get(m, "domain", &n), "old.example");
+    sp__msg_free(m);
+    sp__core = NULL;
+    free(rsa);
+    free(ed);
+    free(rec);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -891,6 +1049,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_ids_and_lists, setup, teardown),
         cmocka_unit_test_setup_teardown(test_server_key_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_record_compat, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_domain_dkim, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

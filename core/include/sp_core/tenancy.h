@@ -37,6 +37,13 @@ int sp__tenancy_auth_key_in(sp_store_t *st, const char *token, size_t len, sp_au
 #define SP_REGION_MAX 31
 #define SP_TENANCY_SECRET_FILE "keys.secret" /* in data_dir: the HMAC key */
 #define SP_TENANCY_SECRET_LEN 32
+#define SP_DKIM_SELECTOR_MAX 63
+#define SP_DKIM_ALG_MAX 15
+#define SP_DKIM_KEY_MAX 4096 /* PEM bytes with the NUL: RSA-2048 needs ~1.7 KiB */
+#define SP_DKIM_RSA "rsa-sha256"
+#define SP_DKIM_ED25519 "ed25519-sha256"
+#define SP_DKIM_DEFAULT_SELECTOR "sendpipe"
+#define SP_DKIM_TXT_MAX 1024 /* "v=DKIM1; k=rsa; p=" + base64 of a 2048-bit SPKI */
 
 /* Domain verification states (useSend's vocabulary; stored as the name). */
 typedef enum {
@@ -78,8 +85,13 @@ typedef struct sp_domain_rec {
     char region[SP_REGION_MAX + 1];
     bool click_tracking;
     bool open_tracking;
-    char dkim_selector[64];
+    char dkim_selector[SP_DKIM_SELECTOR_MAX + 1]; /* meaningful with a key */
     int64_t created_at;
+    /* The DKIM signing key (absent in records written before keys existed):
+     * "rsa-sha256" or "ed25519-sha256", and the private key as PKCS#8 PEM.
+     * An empty dkim_private_key means the domain has no key. */
+    char dkim_algorithm[SP_DKIM_ALG_MAX + 1];
+    char dkim_private_key[SP_DKIM_KEY_MAX];
 } sp_domain_rec_t;
 
 /* Validation. Domain names: ASCII letters, digits and '-', labels of 1..63
@@ -123,6 +135,28 @@ int sp__tenancy_domain_set_status(sp_wtxn_t *w, int64_t id, int status); /* SP_E
 /* Keys restricted to a removed domain stop authenticating (never widened to
  * every domain). SP_ENOTFOUND. */
 int sp__tenancy_domain_del(sp_wtxn_t *w, int64_t id);
+
+/* DKIM keys. */
+/* "rsa", "rsa-sha256" -> SP_DKIM_RSA; "ed25519", "ed25519-sha256" ->
+ * SP_DKIM_ED25519; anything else NULL. */
+const char *sp__tenancy_dkim_alg_norm(const char *s);
+/* A selector: dot-separated labels of letters, digits and '-' (not at either
+ * end of a label), 1..63 bytes. 0 or SP_EINVAL. */
+int sp__tenancy_dkim_selector_check(const char *s);
+/* A new private key for algorithm (SP_DKIM_RSA: 2048 bits; SP_DKIM_ED25519)
+ * as PKCS#8 PEM into pem (NUL-terminated). Slow for RSA (tens to hundreds of
+ * ms): call it outside a write transaction. 0, SP_EINVAL, SP_ETOOBIG, -EIO. */
+int sp__tenancy_dkim_keygen(const char *algorithm, char *pem, size_t size);
+/* The DNS TXT value publishing the key's public half: "v=DKIM1; k=rsa;
+ * p=<base64 SubjectPublicKeyInfo DER>" or, for Ed25519 (RFC 8463), "v=DKIM1;
+ * k=ed25519; p=<base64 of the raw 32-byte key>". 0, SP_EINVAL (not a key of
+ * that algorithm), SP_ETOOBIG. */
+int sp__tenancy_dkim_txt(const char *algorithm, const char *pem, char *out, size_t size);
+/* Set or replace a domain's key (inside apply()). SP_ENOTFOUND, SP_EINVAL. */
+int sp__tenancy_domain_set_dkim(sp_wtxn_t *w, int64_t id, const char *selector,
+                                const char *algorithm, const char *pem);
+/* domain_dkim against an explicit store. */
+int sp__tenancy_domain_dkim_in(sp_store_t *st, int64_t domain_id, sp_msg_t **out);
 
 /* Reads. Getters: 0, SP_ENOTFOUND, SP_ECORRUPT. Each-functions visit in id
  * order (team 0: every team); each returns non-zero to stop. */
