@@ -32,6 +32,7 @@
 
 #define FSNS_MAX_CERTS 64
 #define FSNS_MAX_PEM ((size_t)64 << 10)
+#define FSNS_MAX_EXTRA 32
 
 typedef struct fsns_conf {
     char *topic_arns;
@@ -75,6 +76,10 @@ struct op {
     size_t mid_klen;
     uint64_t fetch;
     bool fetching;
+    char *pem;         /* the signing certificate while its issuer is fetched */
+    size_t pem_len;
+    bool pem_fetched;  /* it came from SigningCertURL: keep it in the kv store */
+    bool aia_tried;
     op_t *prev, *next;
 };
 
@@ -175,6 +180,7 @@ static void op_free(op_t *op)
     sns_msg_free(&op->m);
     ses_event_free(&op->ev);
     free(op->mid_key);
+    free(op->pem);
     free(op);
 }
 
@@ -466,18 +472,21 @@ static cert_entry_t *cache_add(fsns_t *s, const char *url, size_t n, X509 *leaf,
 }
 
 /* Parse and check a PEM for op's URL; cache it. NULL with the reason in err. */
-static cert_entry_t *cert_accept(op_t *op, const void *pem, size_t len, char *err, size_t errlen)
+static cert_entry_t *cert_accept(op_t *op, const void *pem, size_t len, char *err, size_t errlen,
+                                 int *why)
 {
     fsns_t *s = op->s;
     X509 *leaf;
     STACK_OF(X509) *chain;
 
+    *why = -1;
     if (sns_pem_load(pem, len, &leaf, &chain) < 0) {
         snprintf(err, errlen, "signing certificate is not a PEM certificate");
         return NULL;
     }
-    if (sns_cert_check(leaf, chain, s->extra, s->store, s->conf->check_cert_expiry, err, errlen) <
-        0) {
+    *why = sns_cert_check(leaf, chain, s->extra, s->store, s->conf->check_cert_expiry, err,
+                          errlen);
+    if (*why < 0) {
         X509_free(leaf);
         sk_X509_pop_free(chain, X509_free);
         return NULL;
@@ -505,13 +514,98 @@ static size_t cert_key(const op_t *op, char *key, size_t cap)
     return 5 + n;
 }
 
+/* Keep a certificate fetched from its SigningCertURL for restarts. */
+static void cert_persist(op_t *op, const void *pem, size_t len)
+{
+    fsns_t *s = op->s;
+    char key[600];
+    size_t klen = cert_key(op, key, sizeof(key));
+    if (klen > 0 && s->api->kv_put(s->p, key, klen, pem, len, cert_kv_stored, s) < 0) {
+        cert_kv_stored(s, SP_ENOMEM);
+    }
+    s->api->counter_add(s->p, "certificates_fetched", 1);
+}
+
+static void issuer_fetched(void *arg, const sp_fetch_res_t *res)
+{
+    op_t *op = arg;
+    fsns_t *s = op->s;
+    char err[200];
+    cert_entry_t *e;
+    X509 *x = NULL;
+    int why;
+
+    op->fetching = false;
+    if (res->status == 0 && res->http_status == 200) {
+        x = sns_cert_parse_any(res->body, res->body_len);
+    }
+    if (x == NULL) {
+        s->api->log(s->p, SP_LOG_WARN, "fetching the signing certificate's issuer failed: %s "
+                    "(HTTP %ld)", res->status != 0 ? s->api->strerror(res->status) : "answer",
+                    res->http_status);
+        op_done_err(op, 503, "the signing certificate's issuer cannot be fetched now; retry "
+                             "later");
+        return;
+    }
+    /* Untrusted: only a candidate for chain building. */
+    if (sk_X509_num(s->extra) >= FSNS_MAX_EXTRA || sk_X509_push(s->extra, x) <= 0) {
+        X509_free(x);
+    }
+    e = cert_accept(op, op->pem, op->pem_len, err, sizeof(err), &why);
+    if (e == NULL) {
+        s->api->log(s->p, SP_LOG_WARN, "signing certificate refused: %s", err);
+        op_done_err(op, 403, err);
+        return;
+    }
+    if (op->pem_fetched) {
+        cert_persist(op, op->pem, op->pem_len);
+    }
+    with_cert(op, e->leaf);
+}
+
+/* SNS serves the leaf alone and its Amazon intermediate is not in the
+ * system store: fetch the issuer named by the certificate's Authority
+ * Information Access (an amazontrust.com URL only). True if a fetch is on
+ * its way (it ends the request). */
+static bool try_issuer(op_t *op, const void *pem, size_t len, bool fetched)
+{
+    fsns_t *s = op->s;
+    char url[512];
+    X509 *leaf;
+    STACK_OF(X509) *chain;
+    bool ok;
+    sp_fetch_req_t fr = {.size = sizeof(fr), .method = "GET"};
+
+    if (op->aia_tried || sns_pem_load(pem, len, &leaf, &chain) < 0) {
+        return false;
+    }
+    ok = sns_aia_issuer_url(leaf, url, sizeof(url));
+    X509_free(leaf);
+    sk_X509_pop_free(chain, X509_free);
+    if (!ok || (op->pem = malloc(len)) == NULL) {
+        return false;
+    }
+    memcpy(op->pem, pem, len);
+    op->pem_len = len;
+    op->pem_fetched = fetched;
+    op->aia_tried = true;
+    fr.url = url;
+    fr.timeout_ms = (uint32_t)s->conf->fetch_timeout;
+    fr.max_body = FSNS_MAX_PEM;
+    if (s->api->http_fetch(s->p, &fr, issuer_fetched, op, &op->fetch) < 0) {
+        return false;
+    }
+    op->fetching = true;
+    return true;
+}
+
 static void cert_fetched(void *arg, const sp_fetch_res_t *res)
 {
     op_t *op = arg;
     fsns_t *s = op->s;
-    char err[200], key[600];
-    size_t klen;
+    char err[200];
     cert_entry_t *e;
+    int why;
 
     op->fetching = false;
     if (res->status != 0 || res->http_status != 200) {
@@ -523,18 +617,16 @@ static void cert_fetched(void *arg, const sp_fetch_res_t *res)
     }
     e = cache_find(s, op->m.cert_url.p, op->m.cert_url.n);
     if (e == NULL) {
-        e = cert_accept(op, res->body, res->body_len, err, sizeof(err));
+        e = cert_accept(op, res->body, res->body_len, err, sizeof(err), &why);
+        if (e == NULL && why == -2 && try_issuer(op, res->body, res->body_len, true)) {
+            return;
+        }
         if (e == NULL) {
             s->api->log(s->p, SP_LOG_WARN, "fetched signing certificate refused: %s", err);
             op_done_err(op, 403, err);
             return;
         }
-        klen = cert_key(op, key, sizeof(key));
-        if (klen > 0 &&
-            s->api->kv_put(s->p, key, klen, res->body, res->body_len, cert_kv_stored, s) < 0) {
-            cert_kv_stored(s, SP_ENOMEM);
-        }
-        s->api->counter_add(s->p, "certificates_fetched", 1);
+        cert_persist(op, res->body, res->body_len);
     }
     with_cert(op, e->leaf);
 }
@@ -590,7 +682,8 @@ static void find_cert(op_t *op)
     size_t len = 0;
     char *url;
     sp_fetch_req_t fr = {.size = sizeof(fr), .method = "GET"};
-    int rc;
+    int rc, why;
+    bool pending = false;
 
     e = cache_find(s, op->m.cert_url.p, op->m.cert_url.n);
     if (e != NULL) {
@@ -609,10 +702,12 @@ static void find_cert(op_t *op)
         return;
     }
     if (api->kv_get(s->p, key, klen, &pem, &len) == 0) {
-        e = cert_accept(op, pem, len, err, sizeof(err));
+        e = cert_accept(op, pem, len, err, sizeof(err), &why);
+        pending = e == NULL && why == -2 && try_issuer(op, pem, len, false);
         api->free(pem);
     } else if (dir_lookup(op, &pem, &len) == 0) {
-        e = cert_accept(op, pem, len, err, sizeof(err));
+        e = cert_accept(op, pem, len, err, sizeof(err), &why);
+        pending = e == NULL && why == -2 && try_issuer(op, pem, len, false);
         free(pem);
     } else {
         url = strndup(op->m.cert_url.p, op->m.cert_url.n);
@@ -633,6 +728,9 @@ static void find_cert(op_t *op)
             return;
         }
         op->fetching = true;
+        return;
+    }
+    if (pending) {
         return;
     }
     if (e == NULL) {

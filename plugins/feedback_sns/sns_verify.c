@@ -498,8 +498,13 @@ int sns_cert_check(X509 *cert, STACK_OF(X509) *chain, STACK_OF(X509) *extra,
         X509_VERIFY_PARAM_set_flags(X509_STORE_CTX_get0_param(ctx), X509_V_FLAG_NO_CHECK_TIME);
     }
     if (X509_verify_cert(ctx) != 1) {
+        int e = X509_STORE_CTX_get_error(ctx);
         seterr(err, errlen, "signing certificate does not verify: %s",
-               X509_verify_cert_error_string(X509_STORE_CTX_get_error(ctx)));
+               X509_verify_cert_error_string(e));
+        if (e == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY ||
+            e == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT) {
+            rc = -2;
+        }
         goto out;
     }
     if (X509_check_host(cert, SNS_CERT_NAME, sizeof(SNS_CERT_NAME) - 1,
@@ -513,4 +518,80 @@ out:
     X509_STORE_CTX_free(ctx);
     sk_X509_free(untrusted);
     return rc;
+}
+
+bool sns_aia_url_ok(const char *url, size_t n)
+{
+    static const char suf[] = ".amazontrust.com";
+    const size_t slen = sizeof(suf) - 1;
+    size_t h, start;
+
+    if (n > 7 && memcmp(url, "http://", 7) == 0) {
+        start = 7;
+    } else if (n > 8 && memcmp(url, "https://", 8) == 0) {
+        start = 8;
+    } else {
+        return false;
+    }
+    for (h = start; h < n && url[h] != '/'; h++) {
+        if (!(lower(url[h]) || digit(url[h]) || url[h] == '-' || url[h] == '.')) {
+            return false; /* userinfo, port, query, escapes */
+        }
+    }
+    if (h - start <= slen || memcmp(url + h - slen, suf, slen) != 0 || h >= n) {
+        return false;
+    }
+    for (size_t i = h; i < n; i++) {
+        char c = url[i];
+        if (!(lower(c) || digit(c) || (c >= 'A' && c <= 'Z') || c == '-' || c == '_' ||
+              c == '.' || c == '/') ||
+            (c == '.' && i + 1 < n && url[i + 1] == '.')) {
+            return false;
+        }
+    }
+    return true;
+}
+
+bool sns_aia_issuer_url(X509 *cert, char *out, size_t outlen)
+{
+    AUTHORITY_INFO_ACCESS *aia = X509_get_ext_d2i(cert, NID_info_access, NULL, NULL);
+    bool found = false;
+
+    for (int i = 0; aia != NULL && i < sk_ACCESS_DESCRIPTION_num(aia) && !found; i++) {
+        ACCESS_DESCRIPTION *ad = sk_ACCESS_DESCRIPTION_value(aia, i);
+        const unsigned char *u;
+        int n;
+        if (OBJ_obj2nid(ad->method) != NID_ad_ca_issuers || ad->location->type != GEN_URI) {
+            continue;
+        }
+        u = ASN1_STRING_get0_data(ad->location->d.uniformResourceIdentifier);
+        n = ASN1_STRING_length(ad->location->d.uniformResourceIdentifier);
+        if (n > 0 && (size_t)n < outlen && memchr(u, '\0', (size_t)n) == NULL &&
+            sns_aia_url_ok((const char *)u, (size_t)n)) {
+            memcpy(out, u, (size_t)n);
+            out[n] = '\0';
+            found = true;
+        }
+    }
+    AUTHORITY_INFO_ACCESS_free(aia);
+    ERR_clear_error();
+    return found;
+}
+
+X509 *sns_cert_parse_any(const void *buf, size_t len)
+{
+    const unsigned char *p = buf;
+    X509 *x;
+    BIO *bio;
+
+    if (len == 0 || len > INT32_MAX) {
+        return NULL;
+    }
+    x = d2i_X509(NULL, &p, (long)len);
+    if (x == NULL && (bio = BIO_new_mem_buf(buf, (int)len)) != NULL) {
+        x = PEM_read_bio_X509(bio, NULL, NULL, NULL);
+        BIO_free(bio);
+    }
+    ERR_clear_error();
+    return x;
 }

@@ -66,10 +66,20 @@ int sns_pem_load(const void *pem, size_t len, X509 **leaf, STACK_OF(X509) **chai
  * self-signed (X509_V_FLAG_PARTIAL_CHAIN), so a test can pin a leaf. */
 X509_STORE *sns_store_new(const char *ca_file, char *err, size_t errlen);
 
+/** The caIssuers URL of cert's Authority Information Access, if it may be
+ * fetched: http or https, a host under amazontrust.com (no userinfo or
+ * port), a path of [A-Za-z0-9._/-]. True with the URL in out. */
+bool sns_aia_issuer_url(X509 *cert, char *out, size_t outlen);
+bool sns_aia_url_ok(const char *url, size_t n);
+
+/** One certificate from DER or PEM bytes, or NULL. */
+X509 *sns_cert_parse_any(const void *buf, size_t len);
+
 /** Verify cert: chain to a trust anchor of `store` (with `chain` and
  * `extra` as untrusted intermediates, either may be NULL), validity period
  * unless !check_time, and the name sns.amazonaws.com (SAN dNSName, or CN when
- * there is no SAN). 0, or -1 with the reason. */
+ * there is no SAN). 0, or -1 with the reason; -2 when only the issuer of a
+ * certificate was not found (an intermediate may be fetched). */
 int sns_cert_check(X509 *cert, STACK_OF(X509) *chain, STACK_OF(X509) *extra,
                    X509_STORE *store, bool check_time, char *err, size_t errlen);
 

@@ -280,6 +280,55 @@ static void test_urls(void **state)
     assert_false(sub_ok("https://sns.us-west-2.amazonaws.com/?a=b c"));
 }
 
+/* The Amazon intermediate is found through the certificate's AIA. */
+static void test_issuer_url(void **state)
+{
+    static const struct {
+        const char *dir, *pem, *url;
+    } c[] = {
+        {"sns/signed-java-v2", JAVA_PEM, "http://crt.r2m01.amazontrust.com/r2m01.cer"},
+        {"sns/signed-php-ruby", PHP_PEM, "http://crt.sca1b.amazontrust.com/sca1b.crt"},
+    };
+    (void)state;
+    for (size_t i = 0; i < 2; i++) {
+        char rel[256], url[512], err[200];
+        size_t len;
+        char *pem;
+        X509 *leaf, *again;
+        STACK_OF(X509) *chain;
+        X509_STORE *sys;
+
+        snprintf(rel, sizeof(rel), "%s/%s", c[i].dir, c[i].pem);
+        pem = must_slurp(rel, &len);
+        assert_int_equal(sns_pem_load(pem, len, &leaf, &chain), 0);
+        assert_true(sns_aia_issuer_url(leaf, url, sizeof(url)));
+        assert_string_equal(url, c[i].url);
+        /* The system store has the Amazon roots, not the intermediates:
+         * "issuer missing" (-2), which makes the plugin fetch the issuer. */
+        sys = sns_store_new(NULL, err, sizeof(err));
+        assert_non_null(sys);
+        assert_int_equal(sns_cert_check(leaf, chain, NULL, sys, false, err, sizeof(err)), -2);
+        X509_STORE_free(sys);
+        again = sns_cert_parse_any(pem, len);
+        assert_non_null(again);
+        assert_int_equal(X509_cmp(again, leaf), 0);
+        X509_free(again);
+        X509_free(leaf);
+        sk_X509_pop_free(chain, X509_free);
+        free(pem);
+    }
+    assert_true(sns_aia_url_ok("https://crt.r2m01.amazontrust.com/r2m01.cer", 43));
+    assert_false(sns_aia_url_ok("http://amazontrust.com/x.cer", 28));
+    assert_false(sns_aia_url_ok("http://crt.amazontrust.com.evil.com/x.cer", 41));
+    assert_false(sns_aia_url_ok("http://crt.amazontrust.com@evil.com/x.cer", 41));
+    assert_false(sns_aia_url_ok("http://evil.com/crt.amazontrust.com/x.cer", 41));
+    assert_false(sns_aia_url_ok("http://crt.amazontrust.com:81/x.cer", 35));
+    assert_false(sns_aia_url_ok("ftp://crt.amazontrust.com/x.cer", 31));
+    assert_false(sns_aia_url_ok("http://crt.amazontrust.com/x.cer?a", 34));
+    assert_false(sns_aia_url_ok("http://crt.amazontrust.com", 26));
+    assert_null(sns_cert_parse_any("nope", 4));
+}
+
 static void test_parse_errors(void **state)
 {
     static const char *const bad[] = {
@@ -398,6 +447,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_vectors_verify),     cmocka_unit_test(test_altered_bytes_fail),
         cmocka_unit_test(test_urls),               cmocka_unit_test(test_parse_errors),
+        cmocka_unit_test(test_issuer_url),
         cmocka_unit_test(test_ses_events),         cmocka_unit_test(test_ses_header_id),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
