@@ -485,7 +485,12 @@ int sp__core_update_status(sp_wtxn_t *w, uint64_t id, const sp_status_update_t *
         *team = 0;
         (void)sp__msg_get_int(m, SP_F_TEAM, team);
     }
-    if (u->status >= 0 && sp__status_supersedes((sp_status_t)cur, (sp_status_t)u->status)) {
+    /* A final outcome of our own delivery (RENDERING_FAILURE, CANCELLED rank
+     * below QUEUED) must still show: nothing else can have happened to a
+     * message that was never handed to a provider. */
+    if (u->status >= 0 &&
+        (sp__status_supersedes((sp_status_t)cur, (sp_status_t)u->status) ||
+         (u->final && (cur == SP_ST_QUEUED || cur == SP_ST_SCHEDULED)))) {
         rc = sp__msg_set_int(m, SP_F_STATUS, u->status);
         *applied = u->status;
     }

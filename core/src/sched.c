@@ -311,6 +311,7 @@ static void run_done(sp_txn_t *txn, const sp_run_result_t *res, void *arg)
         break;
     }
     default: /* REJECT, DROP */
+        d->u.final = true;
         d->u.status = res->status >= 0 ? res->status
                                        : (res->verdict == SP_DROP ? SP_ST_CANCELLED
                                                                   : SP_ST_FAILED);

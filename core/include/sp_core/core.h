@@ -75,6 +75,8 @@ typedef struct sp_status_update {
     const char *provider_id; /* or NULL */
     int64_t when;            /* event time, ms */
     const char *data;        /* event JSON, NULL = "{}" */
+    bool final;              /* the outcome of sendpipe's own delivery: it replaces
+                                QUEUED/SCHEDULED whatever its rank */
 } sp_status_update_t;
 
 /* Writer thread: apply u to message id (status by precedence, event row when
