@@ -245,16 +245,17 @@ static void emitted(void *arg, int status)
     }
 }
 
-typedef struct delay_scan {
+typedef struct seen_scan {
+    sp_status_t st;
     bool seen;
-} delay_scan_t;
+} seen_scan_t;
 
-static int delay_each(void *arg, sp_status_t st, int64_t time_ms, const char *data)
+static int seen_each(void *arg, sp_status_t st, int64_t time_ms, const char *data)
 {
-    delay_scan_t *d = arg;
+    seen_scan_t *d = arg;
     (void)time_ms;
     (void)data;
-    if (st == SP_ST_DELIVERY_DELAYED) {
+    if (st == d->st) {
         d->seen = true;
         return 1;
     }
@@ -325,11 +326,13 @@ static void handle_notification(op_t *op)
         op_done_ok(op, "Success");
         return;
     }
-    if (op->ev.status == SP_ST_DELIVERY_DELAYED) {
-        delay_scan_t d = {false};
-        (void)api->msg_events(op->msg_id, delay_each, &d);
+    if (op->ev.status == SP_ST_DELIVERY_DELAYED || op->ev.status == SP_ST_SENT) {
+        seen_scan_t d = {op->ev.status, false};
+        (void)api->msg_events(op->msg_id, seen_each, &d);
         if (d.seen) {
-            /* As upstream: one DELIVERY_DELAYED per message. */
+            /* As upstream: one DELIVERY_DELAYED per message. SENT was
+             * already recorded when the egress handed the message over;
+             * SES's own Send event would repeat it. */
             emitted(op, 0);
             return;
         }

@@ -381,6 +381,9 @@ class SnsTest(unittest.TestCase):
             self.assertEqual(r.body, {"data": "Success"})
             return m
 
+        # SES's Send event: SENT is already recorded (by the egress), once.
+        ok("send.json")
+        self.assertEqual(self.events(mid), base)
         sns_mid = str(uuid.uuid4())
         ok("delivery.json", version="1", sns_mid=sns_mid)
         e = self.email(mid)
