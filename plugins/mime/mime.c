@@ -310,8 +310,8 @@ static bool header_refused(const char *name)
 /* Defaults a custom header of the same name replaces (others are added). */
 static bool header_overrides(const char *name)
 {
-    static const char *const over[] = {"Subject", "Date", "Reply-To", "In-Reply-To",
-                                       "References", NULL};
+    static const char *const over[] = {"Subject",    "Date",           "Reply-To", "In-Reply-To",
+                                       "References", "X-Entity-Ref-ID", NULL};
     for (int i = 0; over[i] != NULL; i++) {
         if (strcasecmp(name, over[i]) == 0) {
             return true;
@@ -429,7 +429,8 @@ static GMimeObject *attachment_part(const char *name, const char *data, size_t l
 /* The body: text/plain, or multipart/alternative (text, html; the text made
  * from the html when none was given), inside multipart/mixed with the
  * attachments. Boundaries are fixed per message id (deterministic; "=_"
- * cannot occur in QP or base64 content). NULL with *why set on failure. */
+ * cannot occur in QP or base64 content). NULL on failure, with *why set
+ * (left NULL: out of memory). */
 static GMimeObject *build_body(mime_t *mc, const sp_msg_t *m, const char *id,
                                const char **why)
 {
@@ -761,6 +762,9 @@ static sp_verdict_t build_new(mime_t *mc, sp_txn_t *txn, sp_msg_t *m, const char
     }
     g_mime_object_set_header(GMIME_OBJECT(msg), "MIME-Version", "1.0", NULL);
     g_mime_object_set_header(GMIME_OBJECT(msg), "X-Usesend-Email-ID", id, NULL);
+    /* useSend adds a random one (keeps Gmail from collapsing look-alike
+     * mails); the id is unique too, and the same on every attempt. */
+    g_mime_object_set_header(GMIME_OBJECT(msg), "X-Entity-Ref-ID", id, NULL);
     apply_custom_headers(mc, m, msg);
 
     body = build_body(mc, m, id, &why);

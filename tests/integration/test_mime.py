@@ -217,7 +217,7 @@ class MimeTest(unittest.TestCase):
         self.assertNotIn(b"hidden@h.test", raw)
         self.assertNotIn(b"secret@h.test", raw)
         self.assertEqual(py["X-Campaign"], "q3 grüße ✓")
-        self.assertEqual(py["X-Entity-Ref-ID"], "ref-1")
+        self.assertEqual(py.get_all("X-Entity-Ref-ID"), ["ref-1"])  # replaces ours
         self.assertEqual(py["List-Unsubscribe"], "<https://acme.test/u/1>")
         self.assertEqual(py.get_content_type(), "multipart/mixed")
         self.assertEqual(lf(py.get_body(("plain",)).get_content()), text)
@@ -282,6 +282,7 @@ class MimeTest(unittest.TestCase):
         mid = self.send(text=text, subject="x" * 200)
         raw, py, nd = self.built(mid)
         self.assertEqual(py.get_content_type(), "text/plain")
+        self.assertEqual(py.get_all("X-Entity-Ref-ID"), [mid])
         self.assertEqual(py["Content-Transfer-Encoding"], "base64")
         self.assertEqual(lf(py.get_content()), text)
         self.assertEqual(lf(nd["text"]), text)
