@@ -18,8 +18,8 @@
 #include "sp_core/msg.h"
 #include "sp_core/tenancy.h"
 #include "sp_core/templates.h"
+#include "sp_core/cli_store.h"
 
-#define DEFAULT_CONFIG_SYSTEM "/etc/sendpipe/sendpipe.yaml"
 #define OUTBOX_NS "egress_outbox"
 
 typedef struct cli {
@@ -39,18 +39,7 @@ typedef struct command {
 
 static const char *config_path(const cli_t *c)
 {
-    const char *env = getenv("SENDPIPE_CONFIG");
-    struct stat sb;
-    if (c->config != NULL) {
-        return c->config;
-    }
-    if (env != NULL && env[0] != '\0') {
-        return env;
-    }
-    if (stat("conf/sendpipe.yaml", &sb) == 0) {
-        return "conf/sendpipe.yaml";
-    }
-    return DEFAULT_CONFIG_SYSTEM;
+    return sp__cli_config_path(c->config);
 }
 
 static int load_config(const cli_t *c, sp_config_t **cfg)
@@ -554,7 +543,7 @@ static int cmd_help(cli_t *c)
     printf("  sendpipe %-40s %s\n", "keys create|list|revoke ...", "API keys");
     printf("  sendpipe %-40s %s\n", "domains add|list|rm|verify ...", "sending domains");
     printf("\nThe configuration is -c FILE, else $SENDPIPE_CONFIG, else ./conf/sendpipe.yaml,"
-           " else " DEFAULT_CONFIG_SYSTEM ".\n");
+           " else " SP_CLI_DEFAULT_CONFIG_SYSTEM ".\n");
     return 0;
 }
 

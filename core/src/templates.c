@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "sp_core/cli_store.h"
 #include "sp_core/conf.h"
 #include "sp_core/core.h"
 #include "sp_core/log.h"
@@ -21,7 +22,6 @@
 #include "sp_core/templates.h"
 #include "sp_core/tenancy.h"
 
-#define DEFAULT_CONFIG_SYSTEM "/etc/sendpipe/sendpipe.yaml"
 #define KEY_LEN (8 + SP_ID_STRLEN)
 #define ID_TRIES 8
 
@@ -136,10 +136,7 @@ typedef struct cli {
     unsigned given;
     int argc;
     char **argv;
-    sp_config_t *cfg;
-    uv_loop_t loop;
-    bool loop_ok;
-    sp_store_t *st;
+    sp_cli_store_t s;
 } cli_t;
 
 typedef enum { J_ADD, J_UPDATE, J_DEL } jkind_t;
@@ -150,65 +147,16 @@ typedef struct job {
     int64_t team;
     char id[SP_ID_STRLEN + 1]; /* in (update, del) or out (add) */
     int64_t now;
-    int rc;
-    bool done;
 } job_t;
 
-static const char *config_path(const cli_t *c)
-{
-    const char *env = getenv("SENDPIPE_CONFIG");
-    struct stat sb;
-
-    if (c->config) {
-        return c->config;
-    }
-    if (env && *env) {
-        return env;
-    }
-    if (stat("conf/sendpipe.yaml", &sb) == 0) {
-        return "conf/sendpipe.yaml";
-    }
-    return DEFAULT_CONFIG_SYSTEM;
-}
-
-/* Read-write, as the tenancy commands: this process writes beside a running
- * server through LMDB's cross-process write lock. */
 static int cli_open(cli_t *c)
 {
-    char err[1024];
-    sp_store_opts_t so = {0};
-    int rc;
-
-    if (sp__config_load(config_path(c), &c->cfg, err, sizeof(err)) < 0) {
-        fprintf(stderr, "sendpipe: %s\n", err);
-        return -1;
-    }
-    if ((rc = uv_loop_init(&c->loop)) != 0) {
-        fprintf(stderr, "sendpipe: %s\n", uv_strerror(rc));
-        return -1;
-    }
-    c->loop_ok = true;
-    so.map_size = c->cfg->map_size;
-    so.sync = c->cfg->sync;
-    so.max_batch = 1;
-    if ((rc = sp__store_open(&c->st, c->cfg->data_dir, &so, &c->loop)) != 0) {
-        fprintf(stderr, "sendpipe: store %s: %s\n", c->cfg->data_dir, sp__strerror(rc));
-        c->st = NULL;
-        return -1;
-    }
-    return 0;
+    return sp__cli_store_open(&c->s, c->config);
 }
 
 static void cli_close(cli_t *c)
 {
-    if (c->st) {
-        sp__store_close(c->st);
-    }
-    if (c->loop_ok) {
-        uv_run(&c->loop, UV_RUN_DEFAULT);
-        (void)uv_loop_close(&c->loop);
-    }
-    sp__config_free(c->cfg);
+    sp__cli_store_close(&c->s);
     free(c->name.p);
     free(c->subject.p);
     free(c->html.p);
@@ -326,29 +274,12 @@ static int job_apply(sp_wtxn_t *w, void *arg)
     return SP_EINVAL;
 }
 
-static void job_done(void *arg, int status)
-{
-    job_t *j = arg;
-
-    j->rc = status;
-    j->done = true;
-}
-
-/* Queue the job on the store's writer; run the private loop until the commit
- * is durable. */
+/* Run the job as one durable write. */
 static int run_job(cli_t *c, job_t *j)
 {
-    int rc;
-
     j->c = c;
     j->now = sp__now_ms();
-    if ((rc = sp__store_write(c->st, job_apply, job_done, j)) != 0) {
-        return rc;
-    }
-    while (!j->done) {
-        uv_run(&c->loop, UV_RUN_ONCE);
-    }
-    return j->rc;
+    return sp__cli_store_write(&c->s, job_apply, j);
 }
 
 /* --team (a team id or name) to its id; prints the error itself. */
@@ -357,7 +288,7 @@ static int team_arg(cli_t *c, sp_team_rec_t *t)
     sp_rtxn_t *r;
     int rc;
 
-    if ((rc = sp__store_read_begin(c->st, &r)) == 0) {
+    if ((rc = sp__store_read_begin(c->s.st, &r)) == 0) {
         rc = sp__tenancy_team_resolve(r, c->team, t);
         sp__store_read_end(r);
     }
@@ -408,8 +339,8 @@ static int tpl_arg(cli_t *c, find_t *f)
     if (c->team && team_arg(c, &t) != 0) {
         return SP_ENOTFOUND;
     }
-    if ((rc = sp__store_read_begin(c->st, &r)) != 0) {
-        fprintf(stderr, "sendpipe: store %s: %s\n", c->cfg->data_dir, sp__strerror(rc));
+    if ((rc = sp__store_read_begin(c->s.st, &r)) != 0) {
+        fprintf(stderr, "sendpipe: store %s: %s\n", c->s.cfg->data_dir, sp__strerror(rc));
         return rc;
     }
     if (c->team) {
@@ -660,8 +591,8 @@ static int cmd_list(cli_t *c)
     if (cli_open(c) != 0 || team_arg(c, &t) != 0) {
         return 1;
     }
-    if ((rc = sp__store_read_begin(c->st, &r)) != 0) {
-        fprintf(stderr, "sendpipe: store %s: %s\n", c->cfg->data_dir, sp__strerror(rc));
+    if ((rc = sp__store_read_begin(c->s.st, &r)) != 0) {
+        fprintf(stderr, "sendpipe: store %s: %s\n", c->s.cfg->data_dir, sp__strerror(rc));
         return 1;
     }
     sp__be64_put(prefix, (uint64_t)t.id);

@@ -13,12 +13,12 @@
 
 #include <openssl/crypto.h>
 
+#include "sp_core/cli_store.h"
 #include "sp_core/conf.h"
 #include "sp_core/core.h"
 #include "sp_core/log.h"
 #include "sp_core/tenancy.h"
 
-#define DEFAULT_CONFIG_SYSTEM "/etc/sendpipe/sendpipe.yaml"
 
 /* Options, as a mask of what each command accepts. */
 enum {
@@ -49,10 +49,7 @@ typedef struct cli {
     unsigned given; /* O_* seen */
     int argc;       /* positional arguments after the sub-command */
     char **argv;
-    sp_config_t *cfg;
-    uv_loop_t loop;
-    bool loop_ok;
-    sp_store_t *st;
+    sp_cli_store_t s;
 } cli_t;
 
 typedef struct command {
@@ -68,66 +65,14 @@ typedef struct command {
 /* ------------------------------------------------------------------------ */
 /* Configuration, store, one write at a time */
 
-/* The same search order as the other commands. */
-static const char *config_path(const cli_t *c)
-{
-    const char *env = getenv("SENDPIPE_CONFIG");
-    struct stat sb;
-
-    if (c->config) {
-        return c->config;
-    }
-    if (env && *env) {
-        return env;
-    }
-    if (stat("conf/sendpipe.yaml", &sb) == 0) {
-        return "conf/sendpipe.yaml";
-    }
-    return DEFAULT_CONFIG_SYSTEM;
-}
-
-/* Read-write even for listings: a store that the server has not created yet
- * gets its databases here, and LMDB lets this process write beside a running
- * server (both take the environment's write lock). */
 static int cli_open(cli_t *c)
 {
-    char err[1024];
-    sp_store_opts_t so = {0};
-    int rc;
-
-    if (sp__config_load(config_path(c), &c->cfg, err, sizeof(err)) < 0) {
-        fprintf(stderr, "sendpipe: %s\n", err);
-        return -1;
-    }
-    if ((rc = uv_loop_init(&c->loop)) != 0) {
-        fprintf(stderr, "sendpipe: %s\n", uv_strerror(rc));
-        return -1;
-    }
-    c->loop_ok = true;
-    so.map_size = c->cfg->map_size;
-    so.sync = c->cfg->sync;
-    so.max_batch = 1;
-    if ((rc = sp__store_open(&c->st, c->cfg->data_dir, &so, &c->loop)) != 0) {
-        fprintf(stderr, "sendpipe: store %s: %s\n", c->cfg->data_dir, sp__strerror(rc));
-        c->st = NULL;
-        return -1;
-    }
-    return 0;
+    return sp__cli_store_open(&c->s, c->config);
 }
 
 static void cli_close(cli_t *c)
 {
-    if (c->st) {
-        sp__store_close(c->st);
-        c->st = NULL;
-    }
-    if (c->loop_ok) {
-        uv_run(&c->loop, UV_RUN_DEFAULT);
-        (void)uv_loop_close(&c->loop);
-        c->loop_ok = false;
-    }
-    sp__config_free(c->cfg);
-    c->cfg = NULL;
+    sp__cli_store_close(&c->s);
 }
 
 typedef enum {
@@ -150,8 +95,6 @@ typedef struct job {
     uint8_t skey[SP_TENANCY_SECRET_LEN];
     int64_t out_id;
     char token[SP_KEY_TOKEN_LEN + 1];
-    int rc;
-    bool done;
 } job_t;
 
 static int job_apply(sp_wtxn_t *w, void *arg)
@@ -186,39 +129,16 @@ static int job_apply(sp_wtxn_t *w, void *arg)
     return SP_EINVAL;
 }
 
-static void job_done(void *arg, int status)
-{
-    job_t *j = arg;
-
-    j->rc = status;
-    j->done = true;
-}
-
-/* Queue the job on the store's writer and run the private loop until the
- * commit is durable. */
+/* Run the job as one durable write. */
 static int run_job(cli_t *c, job_t *j)
 {
-    int rc;
-
     j->now = sp__now_ms();
-    j->done = false;
-    if ((rc = sp__store_write(c->st, job_apply, job_done, j)) != 0) {
-        return rc;
-    }
-    while (!j->done) {
-        uv_run(&c->loop, UV_RUN_ONCE);
-    }
-    return j->rc;
+    return sp__cli_store_write(&c->s, job_apply, j);
 }
 
 static int read_begin(cli_t *c, sp_rtxn_t **r)
 {
-    int rc = sp__store_read_begin(c->st, r);
-
-    if (rc != 0) {
-        fprintf(stderr, "sendpipe: store %s: %s\n", c->cfg->data_dir, sp__strerror(rc));
-    }
-    return rc;
+    return sp__cli_store_read(&c->s, r);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -421,8 +341,8 @@ static int cmd_keys_create(cli_t *c)
         j.domain_id = d.id;
         snprintf(dname, sizeof(dname), "%s", d.name);
     }
-    if ((rc = sp__tenancy_secret(c->cfg->data_dir, true, j.skey)) != 0) {
-        fprintf(stderr, "sendpipe: %s/%s: %s\n", c->cfg->data_dir, SP_TENANCY_SECRET_FILE,
+    if ((rc = sp__tenancy_secret(c->s.cfg->data_dir, true, j.skey)) != 0) {
+        fprintf(stderr, "sendpipe: %s/%s: %s\n", c->s.cfg->data_dir, SP_TENANCY_SECRET_FILE,
                 sp__strerror(rc));
         return 1;
     }
@@ -579,11 +499,11 @@ static void data_dir_mode_check(const cli_t *c)
 {
     struct stat sb;
 
-    if (stat(c->cfg->data_dir, &sb) == 0 && (sb.st_mode & 077)) {
+    if (stat(c->s.cfg->data_dir, &sb) == 0 && (sb.st_mode & 077)) {
         fprintf(stderr,
                 "sendpipe: warning: %s (mode %03o) holds DKIM private keys; make it 0700 "
                 "(chmod 700)\n",
-                c->cfg->data_dir, (unsigned)(sb.st_mode & 0777));
+                c->s.cfg->data_dir, (unsigned)(sb.st_mode & 0777));
     }
 }
 
