@@ -7,7 +7,8 @@
 #   2. egress: at that instant the queue drains through render, mime, dkim
 #      and egress_smtp to Postfix's smtp-sink over pooled connections; the
 #      rate is messages over the time from the due instant to the last SENT.
-# Then a paced run: PACED_RATE messages/s for PACED_SECONDS through the whole
+# The same sink fed by Postfix's smtp-source over as many reused connections
+# is the peer: the sink's own ceiling on this machine. Then a paced run: PACED_RATE messages/s for PACED_SECONDS through the whole
 # pipeline, end-to-end latency from accept to SENT (the sink's 250) p50/p99.
 # Prints Markdown tables.
 #
@@ -125,6 +126,18 @@ stop_sendpipe() {
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
 
+# The sink's own ceiling, as a peer in the same run: Postfix's smtp-source
+# sending the same number of messages of the same size over CONNECTIONS
+# reused connections (-d), no pipeline behind it.
+sink_ceiling() {
+    local n=$1 size=$2 t0 t1
+    t0=$(now_ms)
+    smtp-source -d -s "$CONNECTIONS" -m "$n" -l "$size" -f bench@example.com \
+        -t sink@example.net 127.0.0.1:"$SINK_PORT"
+    t1=$(now_ms)
+    awk -v n="$n" -v ms=$((t1 - t0)) 'BEGIN { printf "%.0f", n * 1000 / (ms > 0 ? ms : 1) }'
+}
+
 ROWS=()
 for size in $SIZES; do
     start_sendpipe
@@ -150,8 +163,9 @@ for size in $SIZES; do
     done
     failed=$(metric sendpipe_failed_total)
     out_rps=$(awk -v n="$n" -v ms=$((last - due_ms)) 'BEGIN { printf "%.0f", n * 1000 / ms }')
-    ROWS+=("| $size | $n | $in_rps | $out_rps | $(ratio "$out_rps" "$in_rps") | ${bad:-0} | ${failed:-0} |")
     stop_sendpipe
+    peer=$(sink_ceiling "$n" "$size")
+    ROWS+=("| $size | $n | $in_rps | $out_rps | $(ratio "$out_rps" "$in_rps") | $peer | $(ratio "$out_rps" "$peer") | ${bad:-0} | ${failed:-0} |")
 done
 
 start_sendpipe
@@ -162,8 +176,8 @@ stop_sendpipe
 echo "Egress: render, mime, dkim ($DKIM), egress_smtp to smtp-sink over a pool of"
 echo "$CONNECTIONS connections (no TLS); ingest by wrk, 32 connections, ${DURATION} s, durable commits."
 echo
-echo "| text bytes | messages | HTTP ingest msg/s | egress msg/s | egress / ingest | non-2xx | failed |"
-echo "|---:|---:|---:|---:|---:|---:|---:|"
+echo "| text bytes | messages | HTTP ingest msg/s | egress msg/s | egress / ingest | smtp-source msg/s | egress / smtp-source | non-2xx | failed |"
+echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 for r in "${ROWS[@]}"; do echo "$r"; done
 echo
 echo "Paced run, 1 KB messages, end-to-end (accept to the sink's 250):"

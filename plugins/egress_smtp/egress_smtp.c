@@ -116,6 +116,7 @@ struct conn {
     job_t *job;
     unsigned ntxn;     /* transactions started on this connection */
     bool reused;       /* the current job is not the connection's first */
+    bool rset_piped;   /* RSET went out in one write with the envelope */
 };
 
 struct es {
@@ -892,6 +893,11 @@ static void on_reply(conn_t *c, const smtp_reply_t *r)
             conn_fail(c, "RSET refused by %s: %s", es->host, line);
             return;
         }
+        if (c->rset_piped) {
+            c->rset_piped = false;
+            c->st = C_MAIL; /* the envelope's answers follow */
+            return;
+        }
         send_envelope(c);
         return;
     case C_MAIL:
@@ -1308,7 +1314,7 @@ static void send_envelope(conn_t *c)
         (void)conn_cmd(c, C_MAIL, "MAIL FROM:<%s>%s", j->from, params);
         return;
     }
-    cap = strlen(j->from) + pl + 32 + 8;
+    cap = strlen(j->from) + pl + 32 + 8 + 8;
     for (size_t i = 0; i < j->nrcpt; i++) {
         cap += strlen(j->rcpt[i]) + 14;
     }
@@ -1317,12 +1323,16 @@ static void send_envelope(conn_t *c)
         conn_fail(c, "out of memory");
         return;
     }
+    if (c->rset_piped) {
+        /* RFC 2920: RSET may lead a pipelined group; its answer comes first. */
+        len += (size_t)snprintf(buf + len, cap - len, "RSET\r\n");
+    }
     len += (size_t)snprintf(buf + len, cap - len, "MAIL FROM:<%s>%s\r\n", j->from, params);
     for (size_t i = 0; i < j->nrcpt; i++) {
         len += (size_t)snprintf(buf + len, cap - len, "RCPT TO:<%s>\r\n", j->rcpt[i]);
     }
     len += (size_t)snprintf(buf + len, cap - len, "DATA\r\n");
-    c->st = C_MAIL;
+    c->st = c->rset_piped ? C_RSET : C_MAIL;
     conn_arm(c, es->c->command_timeout);
     (void)conn_send(c, buf, len);
     free(buf);
@@ -1349,7 +1359,11 @@ static void conn_next(conn_t *c)
     if (c->job != NULL) {
         c->reused = c->ntxn > 0;
         c->ntxn++;
-        if (c->reused) {
+        if (c->reused && c->feat.pipelining) {
+            es->api->counter_add(es->p, "connections_reused", 1);
+            c->rset_piped = true;
+            send_envelope(c);
+        } else if (c->reused) {
             es->api->counter_add(es->p, "connections_reused", 1);
             (void)conn_cmd(c, C_RSET, "RSET");
         } else {

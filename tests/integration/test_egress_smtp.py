@@ -601,6 +601,7 @@ class ScriptedSmtp:
         self.lock = threading.Lock()
         self.connections = 0
         self.pipelined = []   # per MAIL: envelope complete before the reply
+        self.rset_pipelined = []  # per RSET: MAIL arrived in the same group
         self.messages = []
         self.quits = 0
         self.stopping = False
@@ -678,6 +679,8 @@ class ScriptedSmtp:
                     carried += 1
                     conn.sendall(f"250 2.0.0 Ok: queued as SCRIPT{n}\r\n".encode())
                 elif verb == "RSET":
+                    with self.lock:
+                        self.rset_pipelined.append(b"MAIL FROM:" in buf)
                     if self.drop_on_reuse and carried > 0:
                         conn.close()
                         return
@@ -751,6 +754,8 @@ class ScriptedPeerTest(unittest.TestCase):
         self.assertEqual(rec.get("attempts"), 1)
         self.assertEqual(self.peer.connections, 2)
         self.assertEqual(self.peer.pipelined, [True, True])
+        # RFC 2920: on a reused connection RSET leads the pipelined group.
+        self.assertEqual(self.peer.rset_pipelined, [True])
         m = metrics(self.srv)
         self.assertEqual(m.get("connections_opened"), 2)
         self.assertEqual(m.get("connections_reused"), 1)
