@@ -254,6 +254,16 @@ class SnsTest(unittest.TestCase):
         self.assertEqual(r.status, 200, r)
         self.assertEqual(r.body, {"data": "Hello"})
 
+    def test_routes_in_openapi_document(self):
+        doc = self.anon.get("/api/v1/doc").body
+        mine = [(x["method"], x["path"]) for x in doc["x-sendpipe-routes"]
+                if x["owner"] == "feedback_sns"]
+        self.assertEqual(sorted(mine), [("GET", "/api/ses_callback"),
+                                        ("POST", "/api/ses_callback")])
+        for method, path in mine:
+            self.assertIn(method.lower(), doc["paths"].get(path, {}),
+                          f"{method} {path} served but not in /api/v1/doc")
+
     def test_real_vectors_verify(self):
         for name, raw, m in self.vectors:
             with self.subTest(vector=name):
