@@ -19,8 +19,11 @@
 #   CONNECTIONS   relay pool size (default 8)
 #   PACED_RATE    messages/s of the latency run (default 1000)
 #   PACED_SECONDS seconds of the latency run (default 10)
+#   EGRESS        smtp (default) or outbox: the dev outbox instead of the
+#                 relay, to see what the pipeline drains without SMTP
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+. "$ROOT/bench/lib.sh"
 HERE=$ROOT/bench/egress
 BUILD_DIR=${BUILD_DIR:-$ROOT/build-bench}
 DURATION=${DURATION:-5}
@@ -29,6 +32,8 @@ DKIM=${DKIM:-rsa}
 CONNECTIONS=${CONNECTIONS:-8}
 PACED_RATE=${PACED_RATE:-1000}
 PACED_SECONDS=${PACED_SECONDS:-10}
+EGRESS=${EGRESS:-smtp}
+case "$EGRESS" in smtp | outbox) ;; *) echo "EGRESS must be smtp or outbox" >&2; exit 2 ;; esac
 
 for t in wrk smtp-sink; do
     if ! command -v $t >/dev/null && [ ! -x /usr/sbin/$t ]; then
@@ -44,7 +49,7 @@ if [ ! -f "$BUILD_DIR/CMakeCache.txt" ]; then
     cmake -S "$ROOT" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release >/dev/null
 fi
 cmake --build "$BUILD_DIR" -j2 --target sendpipe ingress_http api_usesend render mime dkim \
-    egress_smtp >/dev/null
+    egress_smtp egress_outbox >/dev/null
 
 TMP=$(mktemp -d /tmp/sp-bench-egress.XXXXXX)
 SP_PID=""
@@ -56,19 +61,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])'
-}
-
-wait_port() {
-    for _ in $(seq 100); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-        sleep 0.1
-    done
-    echo "nothing listens on port $1" >&2
-    return 1
-}
 
 metric() {
     curl -s "http://127.0.0.1:$SP_PORT/metrics" | awk -v n="$1" '$1 == n { print $2 }'
@@ -87,6 +79,11 @@ start_sendpipe() {
     SP_PORT=$(free_port)
     local dkim_plugin=""
     if [ "$DKIM" != none ]; then dkim_plugin="  - name: dkim"; fi
+    local egress="  - name: egress_outbox"
+    if [ "$EGRESS" = smtp ]; then
+        egress="  - name: egress_smtp
+    config: { relay: \"127.0.0.1:$SINK_PORT\", tls: none, max_connections: $CONNECTIONS }"
+    fi
     cat >"$TMP/sendpipe.yaml" <<YAML
 data_dir: $TMP/data
 plugin_dir: $BUILD_DIR/plugins
@@ -101,8 +98,7 @@ plugins:
   - name: render
   - name: mime
 $dkim_plugin
-  - name: egress_smtp
-    config: { relay: "127.0.0.1:$SINK_PORT", tls: none, max_connections: $CONNECTIONS }
+$egress
 YAML
     SP="$BUILD_DIR/sendpipe"
     "$SP" teams create bench -c "$TMP/sendpipe.yaml" >/dev/null
@@ -124,7 +120,6 @@ stop_sendpipe() {
     SP_PID=""
 }
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
 
 # The sink's own ceiling, as a peer in the same run: Postfix's smtp-source
 # sending the same number of messages of the same size over CONNECTIONS
@@ -164,7 +159,8 @@ for size in $SIZES; do
     failed=$(metric sendpipe_failed_total)
     out_rps=$(awk -v n="$n" -v ms=$((last - due_ms)) 'BEGIN { printf "%.0f", n * 1000 / ms }')
     stop_sendpipe
-    peer=$(sink_ceiling "$n" "$size")
+    peer=-
+    if [ "$EGRESS" = smtp ]; then peer=$(sink_ceiling "$n" "$size"); fi
     ROWS+=("| $size | $n | $in_rps | $out_rps | $(ratio "$out_rps" "$in_rps") | $peer | $(ratio "$out_rps" "$peer") | ${bad:-0} | ${failed:-0} |")
 done
 
@@ -173,14 +169,19 @@ paced=$(python3 "$HERE/paced.py" "http://127.0.0.1:$SP_PORT" "$SP_BENCH_KEY" "$P
     "$PACED_SECONDS" 1000)
 stop_sendpipe
 
-echo "Egress: render, mime, dkim ($DKIM), egress_smtp to smtp-sink over a pool of"
-echo "$CONNECTIONS connections (no TLS); ingest by wrk, 32 connections, ${DURATION} s, durable commits."
+if [ "$EGRESS" = smtp ]; then
+    echo "Egress: render, mime, dkim ($DKIM), egress_smtp to smtp-sink over a pool of"
+    echo "$CONNECTIONS connections (no TLS); ingest by wrk, 32 connections, ${DURATION} s, durable commits."
+else
+    echo "Egress: render, mime, dkim ($DKIM), egress_outbox (kept in the store, no SMTP);"
+    echo "ingest by wrk, 32 connections, ${DURATION} s, durable commits."
+fi
 echo
 echo "| text bytes | messages | HTTP ingest msg/s | egress msg/s | egress / ingest | smtp-source msg/s | egress / smtp-source | non-2xx | failed |"
 echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 for r in "${ROWS[@]}"; do echo "$r"; done
 echo
-echo "Paced run, 1 KB messages, end-to-end (accept to the sink's 250):"
+echo "Paced run, 1 KB messages, end-to-end (accept to SENT: the sink's 250, or the outbox's commit):"
 echo
 echo "| offered msg/s | sent | failed | unsent | p50 ms | p99 ms | max ms | API accept p99 ms |"
 echo "|---:|---:|---:|---:|---:|---:|---:|---:|"

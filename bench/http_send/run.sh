@@ -21,6 +21,7 @@
 #   SYNC         store.sync for sendpipe (default true)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+. "$ROOT/bench/lib.sh"
 HERE=$ROOT/bench/http_send
 BUILD_DIR=${BUILD_DIR:-$ROOT/build-bench}
 DURATION=${DURATION:-10}
@@ -56,19 +57,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])'
-}
-
-wait_port() {
-    for _ in $(seq 100); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-        sleep 0.1
-    done
-    echo "nothing listens on port $1" >&2
-    return 1
-}
 
 # wrk output -> "rps p50_ms p99_ms non2xx"
 measure() {
@@ -175,7 +163,6 @@ kill "$NGX_PID"
 wait "$NGX_PID" 2>/dev/null || true
 NGX_PID=""
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
 
 echo "HTTP send: wrk, $CONNECTIONS connections, $THREADS threads, ${DURATION} s, ~1 KB JSON POST;"
 echo "sendpipe route POST $SP_PATH (durable, store.sync: $SYNC); nginx: static JSON."

@@ -21,6 +21,7 @@
 #   SYNC         store.sync for sendpipe (default true)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+. "$ROOT/bench/lib.sh"
 BUILD_DIR=${BUILD_DIR:-$ROOT/build-bench}
 MESSAGES=${MESSAGES:-20000}
 SESSIONS=${SESSIONS:-20}
@@ -64,19 +65,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])'
-}
-
-wait_port() {
-    for _ in $(seq 300); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-        sleep 0.1
-    done
-    echo "nothing listens on port $1" >&2
-    return 1
-}
 
 # CPU ticks (utime+stime) of a process and all its descendants, with the
 # children they have reaped (cutime+cstime): Postfix's smtpd/cleanup processes may end
@@ -282,7 +270,6 @@ if [[ " $SERVERS " == *" sink "* ]]; then
 fi
 
 # ---- table -----------------------------------------------------------------
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a != "-" && b != "-" && b > 0) printf "%.2f", a / b; else print "-" }'; }
 get() { local v=${RES[$1,$2,$3]:-"- -"}; set -- $v; echo "$1 $2"; }
 
 echo "SMTP ingest: smtp-source, $SESSIONS sessions, $MESSAGES messages per run, one recipient;"
