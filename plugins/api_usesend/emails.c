@@ -9,15 +9,6 @@
 
 #include "api.h"
 
-/* Plugin-defined message fields (docs/api.md). */
-#define F_DOMAIN_ID "domain_id"
-#define F_API_KEY_ID "api_key_id"
-#define F_IN_REPLY_TO_ID "in_reply_to_id"
-#define F_ATTACHMENT_NAMES "attachment_names"
-#define F_ATTACHMENT_DATA "attachment_data"
-#define F_TEMPLATE_ID "template_id"
-#define F_VARIABLES "variables"
-
 #define MAX_EMAIL_ID 64
 #define ID_EPOCH_MS 1577836800000LL
 
@@ -90,7 +81,7 @@ static bool msg_in_scope(const api_ctx_t *c, const sp_msg_t *m)
         return false;
     }
     if (c->auth.domain_id != 0) {
-        return api->msg_get_int(m, F_DOMAIN_ID, &dom) == 0 && dom == c->auth.domain_id;
+        return api->msg_get_int(m, SP_F_DOMAIN_ID, &dom) == 0 && dom == c->auth.domain_id;
     }
     return true;
 }
@@ -191,8 +182,8 @@ static sp_msg_t *build_msg(api_ctx_t *c, const api_email_t *e, const sp_domain_t
         return NULL;
     }
     rc = api->msg_set_int(m, SP_F_TEAM, c->auth.team);
-    rc = rc ? rc : api->msg_set_int(m, F_DOMAIN_ID, dom->id);
-    rc = rc ? rc : api->msg_set_int(m, F_API_KEY_ID, c->auth.key_id);
+    rc = rc ? rc : api->msg_set_int(m, SP_F_DOMAIN_ID, dom->id);
+    rc = rc ? rc : api->msg_set_int(m, SP_F_API_KEY_ID, c->auth.key_id);
     rc = rc ? rc : set_str(api, m, SP_F_FROM, e->from);
     rc = rc ? rc : add_list(api, m, SP_F_TO, &e->to);
     rc = rc ? rc : add_list(api, m, SP_F_CC, &e->cc);
@@ -202,18 +193,18 @@ static sp_msg_t *build_msg(api_ctx_t *c, const api_email_t *e, const sp_domain_t
     rc = rc ? rc : set_str(api, m, SP_F_TEXT, e->text);
     rc = rc ? rc : set_str(api, m, SP_F_HTML, e->html);
     rc = rc ? rc : add_list(api, m, SP_F_HEADERS, &e->headers);
-    rc = rc ? rc : set_str(api, m, F_IN_REPLY_TO_ID, e->in_reply_to_id);
-    rc = rc ? rc : set_str(api, m, F_TEMPLATE_ID, e->template_id);
-    rc = rc ? rc : set_str(api, m, F_VARIABLES, e->variables_json);
+    rc = rc ? rc : set_str(api, m, SP_F_IN_REPLY_TO_ID, e->in_reply_to_id);
+    rc = rc ? rc : set_str(api, m, SP_F_TEMPLATE_ID, e->template_id);
+    rc = rc ? rc : set_str(api, m, SP_F_VARIABLES, e->variables_json);
     if (rc == 0 && e->has_scheduled_at) {
         rc = api->msg_set_int(m, SP_F_SCHEDULED_AT, e->scheduled_at);
     }
     for (size_t i = 0; i < e->nattachments && rc == 0; i++) {
         const api_attachment_t *at = &e->attachments[i];
-        rc = api->msg_add(m, F_ATTACHMENT_NAMES, at->filename, strlen(at->filename));
+        rc = api->msg_add(m, SP_F_ATTACHMENT_NAMES, at->filename, strlen(at->filename));
         /* An empty attachment still needs its slot: the lists are parallel. */
         rc = rc ? rc
-                : api->msg_add(m, F_ATTACHMENT_DATA,
+                : api->msg_add(m, SP_F_ATTACHMENT_DATA,
                                at->data != NULL ? (const void *)at->data : "", at->len);
     }
     if (rc != 0) {
@@ -465,7 +456,7 @@ static json_t *email_json(const sp_host_api_t *api, const sp_msg_t *m)
     json_object_set_new(o, "id", str_or_null(api, m, SP_F_ID));
     json_object_set_new(o, "teamId", api->msg_get_int(m, SP_F_TEAM, &v) == 0 ? json_integer(v)
                                                                              : json_null());
-    json_object_set_new(o, "domainId", api->msg_get_int(m, F_DOMAIN_ID, &v) == 0
+    json_object_set_new(o, "domainId", api->msg_get_int(m, SP_F_DOMAIN_ID, &v) == 0
                                            ? json_integer(v)
                                            : json_null());
     json_object_set_new(o, "from", str_or_null(api, m, SP_F_FROM));
@@ -596,7 +587,7 @@ static int list_each(void *arg, const sp_msg_t *m)
     const sp_host_api_t *api = lc->c->a->api;
     int64_t dom = 0;
 
-    if (lc->domain != 0 && (api->msg_get_int(m, F_DOMAIN_ID, &dom) != 0 || dom != lc->domain)) {
+    if (lc->domain != 0 && (api->msg_get_int(m, SP_F_DOMAIN_ID, &dom) != 0 || dom != lc->domain)) {
         return 0;
     }
     if (lc->count >= lc->skip && lc->count < lc->skip + lc->limit) {

@@ -28,10 +28,6 @@
 #define LINGER_MS 2000u
 #define MAX_LISTENERS 16
 #define MAX_CIDRS 64
-#define F_DOMAIN_ID "domain_id"
-#define F_API_KEY_ID "api_key_id"
-#define F_ATTACHMENT_NAMES "attachment_names"
-#define F_ATTACHMENT_DATA "attachment_data"
 
 typedef struct sconf {
     char *listen;
@@ -684,9 +680,9 @@ static sp_msg_t *build(sess_t *s, const smtp_parsed_t *pm, const sp_auth_t *auth
         return NULL;
     }
     rc = api->msg_set_int(m, SP_F_TEAM, auth->team);
-    rc = rc ? rc : api->msg_set_int(m, F_DOMAIN_ID, dom->id);
+    rc = rc ? rc : api->msg_set_int(m, SP_F_DOMAIN_ID, dom->id);
     if (rc == 0 && auth->key_id != 0) {
-        rc = api->msg_set_int(m, F_API_KEY_ID, auth->key_id);
+        rc = api->msg_set_int(m, SP_F_API_KEY_ID, auth->key_id);
     }
     rc = rc ? rc : api->msg_set(m, SP_F_FROM, pm->from, strlen(pm->from));
     for (size_t i = 0; rc == 0 && i < pm->to.n; i++) {
@@ -725,10 +721,10 @@ static sp_msg_t *build(sess_t *s, const smtp_parsed_t *pm, const sp_auth_t *auth
         rc = api->msg_add(m, SP_F_HEADERS, pm->headers.v[i], strlen(pm->headers.v[i]));
     }
     for (size_t i = 0; rc == 0 && i < pm->natt; i++) {
-        rc = api->msg_add(m, F_ATTACHMENT_NAMES, pm->att[i].name, strlen(pm->att[i].name));
+        rc = api->msg_add(m, SP_F_ATTACHMENT_NAMES, pm->att[i].name, strlen(pm->att[i].name));
         /* The lists are parallel: an empty attachment keeps its slot. */
         rc = rc ? rc
-                : api->msg_add(m, F_ATTACHMENT_DATA,
+                : api->msg_add(m, SP_F_ATTACHMENT_DATA,
                                pm->att[i].data != NULL ? (const void *)pm->att[i].data : "",
                                pm->att[i].len);
     }
