@@ -8,12 +8,17 @@
 #include <string.h>
 #include <time.h>
 
+#include <jansson.h>
+
+#include "sp_core/alerts.h"
 #include "sp_core/core.h"
+#include "sp_core/effects.h"
 #include "sp_core/fetch.h"
 #include "sp_core/http.h"
 #include "sp_core/log.h"
 #include "sp_core/msg.h"
 #include "sp_core/sched.h"
+#include "sp_core/webhooks.h"
 
 sp_core_t *sp__core;
 
@@ -100,6 +105,14 @@ int sp__core_init(sp_core_t **out, sp_config_t *cfg, uv_loop_t *loop, char *err,
         goto fail;
     }
     sp__sched_start(core->sched);
+    rc = sp__webhooks_start(core);
+    if (rc == 0) {
+        rc = sp__alerts_start(core);
+    }
+    if (rc < 0) {
+        snprintf(err, errlen, "webhooks/alerts: %s", sp__strerror(rc));
+        goto fail;
+    }
     *out = core;
     return 0;
 fail:
@@ -123,6 +136,7 @@ typedef struct submit_item {
     char ids[SP_ID_STRLEN + 1];
     void *rec;           /* encoded record */
     size_t reclen;
+    char *data;          /* event JSON of a message stored as dropped, or NULL */
 } submit_item_t;
 
 typedef struct submit_batch {
@@ -147,6 +161,7 @@ static void batch_free(submit_batch_t *b)
         }
         free(b->items[i].text);
         free(b->items[i].rec);
+        free(b->items[i].data);
     }
     free(b->items);
     free(b);
@@ -218,7 +233,11 @@ static int apply_submit(sp_wtxn_t *w, void *arg)
                 return rc;
             }
         }
-        rc = sp__core_record_event(w, it->id, it->status, b->now, NULL);
+        rc = sp__core_record_event(w, it->id, it->status, b->now, it->data);
+        if (rc == 0) {
+            rc = sp__effects_apply(w, it->id, sp__txn_msg(it->txn), (sp_status_t)it->status,
+                                   b->now, it->data);
+        }
         if (rc < 0) {
             return rc;
         }
@@ -261,7 +280,7 @@ static void done_submit(void *arg, int status)
         }
         int64_t team = 0;
         (void)sp__msg_get_int(sp__txn_msg(it->txn), SP_F_TEAM, &team);
-        emit_event(core, it->ids, it->status, b->now, NULL, team);
+        emit_event(core, it->ids, it->status, b->now, it->data, team);
         if (it->due >= 0 && (first_due < 0 || it->due < first_due)) {
             first_due = it->due;
         }
@@ -304,6 +323,11 @@ static void batch_commit(submit_batch_t *b)
         if (v == SP_DROP) {
             it->status = it->run.status >= 0 ? it->run.status : SP_ST_SUPPRESSED;
             it->due = -1;
+            if (it->text != NULL && it->text[0] != '\0') {
+                json_t *d = json_pack("{s:s}", "error", it->text);
+                it->data = d != NULL ? json_dumps(d, JSON_COMPACT) : NULL;
+                json_decref(d);
+            }
         }
         (void)sp__msg_set_int(m, SP_F_STATUS, it->status);
         it->team = 0;
@@ -506,17 +530,19 @@ int sp__core_update_status(sp_wtxn_t *w, uint64_t id, const sp_status_update_t *
     if (rc == 0) {
         rc = sp__msg_encode(m, &buf, &len);
     }
-    sp__msg_free(m);
-    if (rc < 0) {
-        return rc;
+    if (rc == 0) {
+        rc = sp__wtxn_put(w, SP_DB_MESSAGES, key, 8, buf, len);
+        free(buf);
     }
-    rc = sp__wtxn_put(w, SP_DB_MESSAGES, key, 8, buf, len);
-    free(buf);
     if (rc == 0 && u->status >= 0) {
         /* The event row is kept even when precedence leaves latestStatus
          * unchanged: the history shows every change that happened. */
         rc = sp__core_record_event(w, id, u->status, u->when, u->data);
+        if (rc == 0) {
+            rc = sp__effects_apply(w, id, m, (sp_status_t)u->status, u->when, u->data);
+        }
     }
+    sp__msg_free(m);
     return rc;
 }
 
@@ -662,6 +688,8 @@ void sp__core_free(sp_core_t *core)
         sp__sched_free(core->sched);
         core->sched = NULL;
     }
+    sp__webhooks_stop();
+    sp__alerts_stop();
     /* Two passes: every fini first, then let the loop run the close
      * callbacks of handles plugins closed (their code), then unmap. */
     for (size_t i = core->nplugins; i > 0; i--) {

@@ -19,6 +19,9 @@
 #include "sp_core/tenancy.h"
 #include "sp_core/fetch.h"
 #include "sp_core/templates.h"
+#include "sp_core/analytics.h"
+#include "sp_core/suppress.h"
+#include "sp_core/webhooks.h"
 
 #define LOG_LINE_MAX (16u * 1024u) /* longer plugin messages are cut */
 #define KV_KEY_MAX 511u            /* LMDB's default maximum key size */
@@ -678,6 +681,18 @@ static const sp_host_api_t host_api = {
     .http_fetch = api_http_fetch,
     .http_fetch_cancel = sp__fetch_cancel,
     .msg_find_provider = api_msg_find_provider,
+
+    .suppress_check = sp__suppress_check,
+    .suppress_add = sp__suppress_add,
+    .suppress_del = sp__suppress_del,
+    .suppress_list = sp__suppress_list,
+    .webhook_put = sp__webhook_put,
+    .webhook_del = sp__webhook_del,
+    .webhook_list = sp__webhook_list,
+    .webhook_calls = sp__webhook_calls,
+    .webhook_test = sp__webhook_test,
+    .analytics_daily = sp__analytics_daily,
+    .analytics_cumulated = sp__analytics_cumulated,
 };
 
 const sp_host_api_t *sp__host_api(void)

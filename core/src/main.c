@@ -13,6 +13,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "sp_core/suppress.h"
+#include "sp_core/webhooks.h"
 #include "sp_core/core.h"
 #include "sp_core/log.h"
 #include "sp_core/msg.h"
@@ -542,6 +544,9 @@ static int cmd_help(cli_t *c)
     printf("  sendpipe %-40s %s\n", "teams create|list ...", "teams (see docs/keys.md)");
     printf("  sendpipe %-40s %s\n", "keys create|list|revoke ...", "API keys");
     printf("  sendpipe %-40s %s\n", "domains add|list|rm|verify ...", "sending domains");
+    printf("  sendpipe %-40s %s\n", "templates add|list|show|update|rm ...", "stored templates");
+    printf("  sendpipe %-40s %s\n", "suppressions list|add|rm ...", "suppression list");
+    printf("  sendpipe %-40s %s\n", "webhooks add|list|rm|test|calls ...", "outgoing webhooks");
     printf("\nThe configuration is -c FILE, else $SENDPIPE_CONFIG, else ./conf/sendpipe.yaml,"
            " else " SP_CLI_DEFAULT_CONFIG_SYSTEM ".\n");
     return 0;
@@ -569,6 +574,12 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[1], "templates") == 0) {
         return sp__templates_cli(argc - 1, argv + 1);
+    }
+    if (strcmp(argv[1], "suppressions") == 0) {
+        return sp__suppress_cli(argc - 1, argv + 1);
+    }
+    if (strcmp(argv[1], "webhooks") == 0) {
+        return sp__webhooks_cli(argc - 1, argv + 1);
     }
     if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "-v") == 0) {
         return cmd_version(&c);

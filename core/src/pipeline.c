@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sp_core/alerts.h"
+#include "sp_core/webhooks.h"
 #include "sp_core/log.h"
 #include "sp_core/msg.h"
 #include "sp_core/pipeline.h"
@@ -875,6 +877,9 @@ void sp__pipeline_emit(sp_pipeline_t *pl, const sp_event_t *ev)
     for (size_t i = 0; i < pl->nev; i++) {
         pl->ev[i].fn(ev, pl->ev[i].p != NULL ? pl->ev[i].p->ctx : NULL);
     }
+    /* The change was committed with any webhook calls it queued. */
+    sp__webhooks_kick();
+    sp__alerts_event(ev);
 }
 
 void sp__pipeline_stats(const sp_pipeline_t *pl, sp_pipeline_stats_t *out)

@@ -36,7 +36,10 @@ static const char *const db_names[SP_DB__COUNT] = {
     [SP_DB_TEAMS] = "teams", [SP_DB_TEAM_NAMES] = "team_names", [SP_DB_API_KEYS] = "api_keys",
     [SP_DB_KEY_CLIENTS] = "key_clients", [SP_DB_DOMAINS] = "domains",
     [SP_DB_DOMAIN_NAMES] = "domain_names", [SP_DB_TEMPLATES] = "templates",
-    [SP_DB_PROVIDER_IDS] = "provider_ids",
+    [SP_DB_PROVIDER_IDS] = "provider_ids", [SP_DB_SUPPRESSIONS] = "suppressions",
+    [SP_DB_WEBHOOKS] = "webhooks", [SP_DB_WEBHOOK_CALLS] = "webhook_calls",
+    [SP_DB_WEBHOOK_QUEUE] = "webhook_queue", [SP_DB_DAILY] = "daily",
+    [SP_DB_CUMULATED] = "cumulated",
 };
 
 /* LMDB forbids opening one environment twice in a process: closing the second
@@ -545,8 +548,9 @@ static int keycmp(const void *a, size_t al, const void *b, size_t bl)
     return al < bl ? -1 : al > bl;
 }
 
-int sp__rtxn_scan(sp_rtxn_t *r, sp_db_t db, const void *from, size_t fl, const void *prefix,
-                  size_t pl, sp_store_each_fn each, void *arg)
+/* Forward scan on any transaction (read snapshot or write). */
+static int scan_fwd(MDB_txn *txn, MDB_dbi dbi, const void *from, size_t fl, const void *prefix,
+                    size_t pl, sp_store_each_fn each, void *arg)
 {
     MDB_cursor *c;
     MDB_val k, v;
@@ -554,9 +558,6 @@ int sp__rtxn_scan(sp_rtxn_t *r, sp_db_t db, const void *from, size_t fl, const v
     size_t sl = 0;
     int rc, ret = 0;
 
-    if (!r || !db_ok(db) || !each || (pl > 0 && !prefix) || fl > KEY_MAX || pl > KEY_MAX) {
-        return SP_EINVAL;
-    }
     if (from && fl > 0) {
         start = from;
         sl = fl;
@@ -566,7 +567,7 @@ int sp__rtxn_scan(sp_rtxn_t *r, sp_db_t db, const void *from, size_t fl, const v
         start = prefix;
         sl = pl;
     }
-    if ((rc = mdb_cursor_open(r->txn, r->e->dbi[db], &c)) != 0) {
+    if ((rc = mdb_cursor_open(txn, dbi, &c)) != 0) {
         return mdb_err(rc, "open cursor");
     }
     if (start) {
@@ -590,6 +591,27 @@ int sp__rtxn_scan(sp_rtxn_t *r, sp_db_t db, const void *from, size_t fl, const v
     }
     mdb_cursor_close(c);
     return ret;
+}
+
+int sp__rtxn_scan(sp_rtxn_t *r, sp_db_t db, const void *from, size_t fl, const void *prefix,
+                  size_t pl, sp_store_each_fn each, void *arg)
+{
+    if (!r || !db_ok(db) || !each || (pl > 0 && !prefix) || fl > KEY_MAX || pl > KEY_MAX) {
+        return SP_EINVAL;
+    }
+    return scan_fwd(r->txn, r->e->dbi[db], from, fl, prefix, pl, each, arg);
+}
+
+int sp__wtxn_scan(sp_wtxn_t *w, sp_db_t db, const void *from, size_t fl, const void *prefix,
+                  size_t pl, sp_store_each_fn each, void *arg)
+{
+    if (!w || !db_ok(db) || !each || (pl > 0 && !prefix) || fl > KEY_MAX || pl > KEY_MAX) {
+        return SP_EINVAL;
+    }
+    if (w->err) {
+        return w->err;
+    }
+    return scan_fwd(w->txn, w->e->dbi[db], from, fl, prefix, pl, each, arg);
 }
 
 int sp__rtxn_scan_rev(sp_rtxn_t *r, sp_db_t db, const void *upto, size_t ul, const void *prefix,

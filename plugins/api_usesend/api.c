@@ -189,6 +189,18 @@ enum {
     R_CANCEL,
     R_SEND_LEGACY,
     R_SCHEDULE_LEGACY,
+    R_SUPP_LIST,
+    R_SUPP_ADD,
+    R_SUPP_DEL,
+    R_WH_LIST,
+    R_WH_ADD,
+    R_WH_GET,
+    R_WH_UPDATE,
+    R_WH_DEL,
+    R_WH_TEST,
+    R_WH_CALLS,
+    R_AN_SERIES,
+    R_AN_REP,
     R__COUNT
 };
 
@@ -203,6 +215,18 @@ static const route_def_t routes[R__COUNT] = {
     [R_CANCEL] = {"POST", "/api/v1/emails/{emailId}/cancel", API_ACCESS_READ, api_h_cancel, 0},
     [R_SEND_LEGACY] = {"POST", "/api/send", API_ACCESS_SEND, api_h_send_legacy, 0},
     [R_SCHEDULE_LEGACY] = {"POST", "/api/schedule", API_ACCESS_SEND, api_h_schedule_legacy, 0},
+    [R_SUPP_LIST] = {"GET", "/api/v1/suppressions", API_ACCESS_MANAGE, api_h_supp_list, 0},
+    [R_SUPP_ADD] = {"POST", "/api/v1/suppressions", API_ACCESS_MANAGE, api_h_supp_add, 0},
+    [R_SUPP_DEL] = {"DELETE", "/api/v1/suppressions/{email}", API_ACCESS_MANAGE, api_h_supp_del, 0},
+    [R_WH_LIST] = {"GET", "/api/v1/webhooks", API_ACCESS_MANAGE, api_h_wh_list, 0},
+    [R_WH_ADD] = {"POST", "/api/v1/webhooks", API_ACCESS_MANAGE, api_h_wh_add, 0},
+    [R_WH_GET] = {"GET", "/api/v1/webhooks/{webhookId}", API_ACCESS_MANAGE, api_h_wh_get, 0},
+    [R_WH_UPDATE] = {"PATCH", "/api/v1/webhooks/{webhookId}", API_ACCESS_MANAGE, api_h_wh_update, 0},
+    [R_WH_DEL] = {"DELETE", "/api/v1/webhooks/{webhookId}", API_ACCESS_MANAGE, api_h_wh_del, 0},
+    [R_WH_TEST] = {"POST", "/api/v1/webhooks/{webhookId}/test", API_ACCESS_MANAGE, api_h_wh_test, 0},
+    [R_WH_CALLS] = {"GET", "/api/v1/webhooks/{webhookId}/calls", API_ACCESS_MANAGE, api_h_wh_calls, 0},
+    [R_AN_SERIES] = {"GET", "/api/v1/analytics/email-time-series", API_ACCESS_READ, api_h_an_series, 0},
+    [R_AN_REP] = {"GET", "/api/v1/analytics/reputation-metrics", API_ACCESS_READ, api_h_an_reputation, 0},
 };
 
 /* Authentication, permission and rate limit, then the handler. */
@@ -268,6 +292,18 @@ TRAMPOLINE(R_UPDATE)
 TRAMPOLINE(R_CANCEL)
 TRAMPOLINE(R_SEND_LEGACY)
 TRAMPOLINE(R_SCHEDULE_LEGACY)
+TRAMPOLINE(R_SUPP_LIST)
+TRAMPOLINE(R_SUPP_ADD)
+TRAMPOLINE(R_SUPP_DEL)
+TRAMPOLINE(R_WH_LIST)
+TRAMPOLINE(R_WH_ADD)
+TRAMPOLINE(R_WH_GET)
+TRAMPOLINE(R_WH_UPDATE)
+TRAMPOLINE(R_WH_DEL)
+TRAMPOLINE(R_WH_TEST)
+TRAMPOLINE(R_WH_CALLS)
+TRAMPOLINE(R_AN_SERIES)
+TRAMPOLINE(R_AN_REP)
 
 static const sp_http_handler_fn trampolines[R__COUNT] = {
     [R_HEALTH] = route_R_HEALTH,
@@ -280,6 +316,18 @@ static const sp_http_handler_fn trampolines[R__COUNT] = {
     [R_CANCEL] = route_R_CANCEL,
     [R_SEND_LEGACY] = route_R_SEND_LEGACY,
     [R_SCHEDULE_LEGACY] = route_R_SCHEDULE_LEGACY,
+    [R_SUPP_LIST] = route_R_SUPP_LIST,
+    [R_SUPP_ADD] = route_R_SUPP_ADD,
+    [R_SUPP_DEL] = route_R_SUPP_DEL,
+    [R_WH_LIST] = route_R_WH_LIST,
+    [R_WH_ADD] = route_R_WH_ADD,
+    [R_WH_GET] = route_R_WH_GET,
+    [R_WH_UPDATE] = route_R_WH_UPDATE,
+    [R_WH_DEL] = route_R_WH_DEL,
+    [R_WH_TEST] = route_R_WH_TEST,
+    [R_WH_CALLS] = route_R_WH_CALLS,
+    [R_AN_SERIES] = route_R_AN_SERIES,
+    [R_AN_REP] = route_R_AN_REP,
 };
 
 /* ---- life cycle ------------------------------------------------------- */

@@ -85,6 +85,24 @@ void api_h_list(api_ctx_t *c);
 void api_h_update(api_ctx_t *c);
 void api_h_cancel(api_ctx_t *c);
 
+/* ---- suppression list (area_suppressions.c) --------------------------- */
+void api_h_supp_list(api_ctx_t *c);
+void api_h_supp_add(api_ctx_t *c);
+void api_h_supp_del(api_ctx_t *c);
+
+/* ---- webhooks (area_webhooks.c): FULL keys only ----------------------- */
+void api_h_wh_list(api_ctx_t *c);
+void api_h_wh_add(api_ctx_t *c);
+void api_h_wh_get(api_ctx_t *c);
+void api_h_wh_update(api_ctx_t *c);
+void api_h_wh_del(api_ctx_t *c);
+void api_h_wh_test(api_ctx_t *c);
+void api_h_wh_calls(api_ctx_t *c);
+
+/* ---- analytics (area_analytics.c) ------------------------------------- */
+void api_h_an_series(api_ctx_t *c);
+void api_h_an_reputation(api_ctx_t *c);
+
 /* ---- idempotency (idem.c) --------------------------------------------- */
 
 /* Outcome of looking an Idempotency-Key up. */

@@ -148,7 +148,19 @@ SP_ABI_API(domain_dkim, 72);
 SP_ABI_API(http_fetch, 73);
 SP_ABI_API(http_fetch_cancel, 74);
 SP_ABI_API(msg_find_provider, 75);
-_Static_assert(sizeof(sp_host_api_t) == 16 + 8 * 76, "host api size: update this file");
+/* ABI 1.3 */
+SP_ABI_API(suppress_check, 76);
+SP_ABI_API(suppress_add, 77);
+SP_ABI_API(suppress_del, 78);
+SP_ABI_API(suppress_list, 79);
+SP_ABI_API(webhook_put, 80);
+SP_ABI_API(webhook_del, 81);
+SP_ABI_API(webhook_list, 82);
+SP_ABI_API(webhook_calls, 83);
+SP_ABI_API(webhook_test, 84);
+SP_ABI_API(analytics_daily, 85);
+SP_ABI_API(analytics_cumulated, 86);
+_Static_assert(sizeof(sp_host_api_t) == 16 + 8 * 87, "host api size: update this file");
 #endif
 
 /* An object file must not be empty. */

@@ -27,6 +27,12 @@ typedef enum {
     SP_DB_DOMAIN_NAMES, /* lower-case domain name -> domain id(be64) */
     SP_DB_TEMPLATES,    /* team(be64) || template id string -> msgpack template record */
     SP_DB_PROVIDER_IDS, /* provider message id string -> message id(be64) */
+    SP_DB_SUPPRESSIONS, /* team(be64) || lower-case address -> msgpack entry */
+    SP_DB_WEBHOOKS,     /* webhook id(be64) -> msgpack webhook record */
+    SP_DB_WEBHOOK_CALLS, /* call id(be64) -> msgpack call record (payload, state, log) */
+    SP_DB_WEBHOOK_QUEUE, /* webhook id(be64) || call id(be64) -> empty: calls not finished */
+    SP_DB_DAILY,        /* team(be64) || domain(be64) || day(be32) -> SP_AN__COUNT x be64 */
+    SP_DB_CUMULATED,    /* team(be64) || domain(be64) -> SP_CUM__COUNT x be64 */
     SP_DB__COUNT
 } sp_db_t;
 
@@ -84,6 +90,13 @@ int sp__wtxn_del(sp_wtxn_t *w, sp_db_t db, const void *k, size_t kl); /* 0 or SP
 int sp__wtxn_last(sp_wtxn_t *w, sp_db_t db, const void *prefix, size_t pl, const void **k,
                   size_t *kl);
 
+/* Forward scan inside apply(), as sp__rtxn_scan (declared below). Pointers
+ * are valid until the next write of this apply(): do not write while
+ * scanning. */
+typedef int (*sp_store_each_fn)(void *arg, const void *k, size_t kl, const void *v, size_t vl);
+int sp__wtxn_scan(sp_wtxn_t *w, sp_db_t db, const void *from, size_t fl, const void *prefix,
+                  size_t pl, sp_store_each_fn each, void *arg);
+
 /* Reads. */
 int sp__store_read_begin(sp_store_t *st, sp_rtxn_t **out);
 void sp__store_read_end(sp_rtxn_t *r);
@@ -91,7 +104,6 @@ int sp__rtxn_get(sp_rtxn_t *r, sp_db_t db, const void *k, size_t kl, const void 
 /* Visit keys >= from (from may be NULL) while they start with prefix (plen 0:
  * no prefix bound); each returns non-zero to stop. Returns 0, or the first
  * non-zero value each returned, or an error. */
-typedef int (*sp_store_each_fn)(void *arg, const void *k, size_t kl, const void *v, size_t vl);
 int sp__rtxn_scan(sp_rtxn_t *r, sp_db_t db, const void *from, size_t fl, const void *prefix,
                   size_t pl, sp_store_each_fn each, void *arg);
 /* Visit keys <= upto (upto NULL/0: from the last key) in descending order

@@ -53,7 +53,7 @@ extern "C" {
 #define SP_ABI_MAJOR 1
 /** ABI minor: the loader requires plugin minor <= host minor. Each member
  * appended to sp_host_api_t bumps it. */
-#define SP_ABI_MINOR 2
+#define SP_ABI_MINOR 3
 
 /** Version of the SDK (and of the sendpipe release it ships with). */
 #define SP_VERSION_STRING "0.1.0"
@@ -279,6 +279,9 @@ typedef struct sp_domain {
     char name[256];     /**< lower case */
     bool verified;      /**< status SUCCESS */
     char region[32];
+    /* ABI 1.3: filled only when the caller's size covers them. */
+    bool open_tracking;  /**< add sendpipe's open pixel to html */
+    bool click_tracking; /**< rewrite html links through sendpipe's click URL */
 } sp_domain_t;
 
 /* ------------------------------------------------------------------------ */
@@ -320,6 +323,45 @@ typedef struct sp_fetch_res {
 
 /** Completion of http_fetch(): exactly once (unless cancelled), on the loop. */
 typedef void (*sp_fetch_cb)(void *arg, const sp_fetch_res_t *res);
+
+/* ------------------------------------------------------------------------ */
+/** @name Feedback state (ABI 1.3): suppression list, webhooks, analytics */
+
+/** Why an address is on a team's suppression list. */
+typedef enum {
+    SP_SUPPRESS_HARD_BOUNCE = 0, /**< a Permanent bounce */
+    SP_SUPPRESS_COMPLAINT = 1,   /**< a complaint */
+    SP_SUPPRESS_MANUAL = 2       /**< added by an operator or the API */
+} sp_suppress_reason_t;
+
+/** One suppression entry, borrowed for the duration of a callback. */
+typedef struct sp_suppression {
+    uint32_t size;          /**< sizeof(sp_suppression_t) of the core */
+    int64_t team;
+    const char *email;      /**< lower-cased and trimmed */
+    sp_suppress_reason_t reason;
+    const char *source;     /**< message id that caused it, or "" */
+    int64_t created_ms;
+} sp_suppression_t;
+
+/** Completion carrying a JSON document (borrowed for the call; NULL when
+ * status != 0). */
+typedef void (*sp_json_cb)(void *arg, int status, const char *json);
+
+/** Counters of one team/domain/day, indexes of the analytics arrays. */
+typedef enum {
+    SP_AN_SENT = 0,
+    SP_AN_DELIVERED,
+    SP_AN_OPENED,  /**< first open per message */
+    SP_AN_CLICKED, /**< first click per message */
+    SP_AN_BOUNCED,
+    SP_AN_COMPLAINED,
+    SP_AN_HARD_BOUNCED,
+    SP_AN__COUNT
+} sp_analytics_counter_t;
+
+/** Lifetime counters of a team's domain (reputation). */
+typedef enum { SP_CUM_DELIVERED = 0, SP_CUM_HARD_BOUNCED, SP_CUM_COMPLAINED, SP_CUM__COUNT } sp_cumulated_t;
 
 /* ------------------------------------------------------------------------ */
 /** @name Host API
@@ -600,6 +642,58 @@ typedef struct sp_host_api {
      * SP_F_PROVIDER_ID when it sent it, e.g. SES's MessageId): its id string
      * into id_out. 0, SP_ENOTFOUND, SP_ETOOBIG (id_len too small). */
     int (*msg_find_provider)(const char *provider_id, char *id_out, size_t id_len);
+
+    /* ---- ABI 1.3: suppression list -------------------------------------- */
+    /** Is `email` (compared lower-cased and trimmed, as a whole string) on
+     * the team's list? 0 and *reason (may be NULL) set, or SP_ENOTFOUND.
+     * Any thread. */
+    int (*suppress_check)(int64_t team, const char *email, sp_suppress_reason_t *reason);
+    /** Add or replace an entry durably; done(arg, status) after the commit.
+     * SP_EINVAL for an empty or over-long address. */
+    int (*suppress_add)(sp_plugin_t *p, int64_t team, const char *email,
+                        sp_suppress_reason_t reason, const char *source, sp_done_fn done,
+                        void *arg);
+    /** Remove an entry durably; done status SP_ENOTFOUND if absent. */
+    int (*suppress_del)(sp_plugin_t *p, int64_t team, const char *email, sp_done_fn done,
+                        void *arg);
+    /** Visit a team's entries in address order whose address contains
+     * `search` (NULL or "" = all), skipping `skip` matches; each returns
+     * non-zero to stop. Returns 0 or a store error. */
+    int (*suppress_list)(int64_t team, const char *search, uint64_t skip,
+                         int (*each)(void *arg, const sp_suppression_t *s), void *arg);
+
+    /* ---- ABI 1.3: webhooks ---------------------------------------------- */
+    /** Create (id 0) or update a team's webhook from a JSON object {"url",
+     * "description", "eventTypes":[...], "domainIds":[...], "status"}
+     * (absent members keep their value; create needs "url"). cb gets the
+     * stored webhook as JSON; on create it includes "secret" (the only time
+     * it is shown). Status SP_EINVAL (with a reason logged) for a bad spec,
+     * SP_ENOTFOUND for another team's or unknown id. */
+    int (*webhook_put)(sp_plugin_t *p, int64_t team, int64_t id, const char *spec_json,
+                       sp_json_cb cb, void *arg);
+    /** Delete a webhook and its queued calls; done: 0 or SP_ENOTFOUND. */
+    int (*webhook_del)(sp_plugin_t *p, int64_t team, int64_t id, sp_done_fn done, void *arg);
+    /** Visit a team's webhooks (JSON objects without the secret) in id order;
+     * id 0 = all, else only that one (SP_ENOTFOUND if not the team's). */
+    int (*webhook_list)(int64_t team, int64_t id, int (*each)(void *arg, const char *json),
+                        void *arg);
+    /** Visit a webhook's calls, newest first, skipping `skip`: JSON objects
+     * {id, type, status, attempt, responseStatus, responseTimeMs,
+     * responseText, lastError, createdAt, nextAttemptAt}. */
+    int (*webhook_calls)(int64_t team, int64_t id, uint64_t skip,
+                         int (*each)(void *arg, const char *json), void *arg);
+    /** Queue a `webhook.test` call; cb gets the call as JSON. */
+    int (*webhook_test)(sp_plugin_t *p, int64_t team, int64_t id, sp_json_cb cb, void *arg);
+
+    /* ---- ABI 1.3: analytics --------------------------------------------- */
+    /** Visit the daily counters of a team (domain_id 0 = all its domains
+     * summed) for days [from_day, to_day] (days since 1970-01-01 UTC), in
+     * day order, only days that have counts. counts has SP_AN__COUNT items. */
+    int (*analytics_daily)(int64_t team, int64_t domain_id, int32_t from_day, int32_t to_day,
+                           int (*each)(void *arg, int32_t day, const uint64_t *counts),
+                           void *arg);
+    /** Lifetime counters (SP_CUM__COUNT items) of a team's domain (0 = all). */
+    int (*analytics_cumulated)(int64_t team, int64_t domain_id, uint64_t *out);
 } sp_host_api_t;
 
 /** True if the host's API table has `member` (and it is not NULL). */
