@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sp_core/alerts.h"
 #include "sp_core/core.h"
 #include "sp_core/sched.h"
 
@@ -131,6 +132,14 @@ int sp__core_metrics(sp_core_t *core, char **out, size_t *len)
             core->stats.deferred);
     counter(&b, "sendpipe_dropped_total", "Messages stored as suppressed at accept.",
             core->stats.dropped);
+    {
+        uint64_t sent, held, failed;
+        sp__alerts_stats(&sent, &held, &failed);
+        counter(&b, "sendpipe_alerts_sent_total", "Alerts posted to the Discord webhook.", sent);
+        counter(&b, "sendpipe_alerts_held_total",
+                "Alerts held back by the rate limit or the in-flight cap.", held);
+        counter(&b, "sendpipe_alerts_failed_total", "Alert posts that failed.", failed);
+    }
     counter(&b, "sendpipe_delivered_total", "Messages handed to a provider.",
             core->stats.delivered);
     counter(&b, "sendpipe_retried_total", "Delivery attempts deferred and rescheduled.",

@@ -18,6 +18,8 @@ void sp__alerts_stop(void);
  * total; dropped (and counted) when over the limit or not configured. */
 /* Every committed status change (loop thread): a FAILED delivery alerts. */
 void sp__alerts_event(const sp_event_t *ev);
+/* Counters for /metrics. */
+void sp__alerts_stats(uint64_t *sent, uint64_t *held, uint64_t *failed);
 void sp__alert(const char *kind, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #endif /* SP_CORE_ALERTS_H */
