@@ -7,6 +7,7 @@
  * HTTPS listeners a TLS layer (tls.c) sits between the socket and the same
  * connection code. */
 #include <stdarg.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -131,6 +132,7 @@ typedef struct server {
     bool listener_tls[2 * MAX_LISTENERS];
     size_t nlisteners;
     tls_server_t *tls;     /* NULL without tls_listen */
+    uv_signal_t *reload;   /* SIGHUP: reload tls_cert and tls_key */
     bool listening_tls;    /* listen_one: the list being opened is tls_listen */
     int open_listeners;
     conn_t *conns;
@@ -1190,6 +1192,7 @@ static int listen_one(void *arg, const char *spec, size_t n)
 }
 
 static void http_fini(sp_plugin_t *p, void *ctx);
+static void on_reload(uv_signal_t *h, int signum);
 
 static int http_init(sp_plugin_t *p, const sp_host_api_t *api, const void *confp, void **ctx)
 {
@@ -1233,6 +1236,15 @@ static int http_init(sp_plugin_t *p, const sp_host_api_t *api, const void *confp
     if (rc >= 0 && s->tls != NULL) {
         s->listening_tls = true;
         rc = each_listen(conf->tls_listen, listen_one, s);
+        s->reload = malloc(sizeof(*s->reload));
+        if (s->reload != NULL && uv_signal_init(s->loop, s->reload) == 0) {
+            s->reload->data = s;
+            uv_unref((uv_handle_t *)s->reload);
+            (void)uv_signal_start(s->reload, on_reload, SIGHUP);
+        } else {
+            free(s->reload);
+            s->reload = NULL;
+        }
     }
     if (rc < 0) {
         /* The loader calls fini after a failed init? It does not: close
@@ -1244,6 +1256,32 @@ static int http_init(sp_plugin_t *p, const sp_host_api_t *api, const void *confp
     return 0;
 }
 
+static void reload_closed(uv_handle_t *h)
+{
+    free(h);
+}
+
+/* SIGHUP: load tls_cert and tls_key again (after a renewal) for new
+ * connections; connections already open keep the context they started
+ * with. Files that do not load leave the current certificate in place. */
+static void on_reload(uv_signal_t *h, int signum)
+{
+    server_t *s = h->data;
+    tls_server_t *t = NULL;
+    char err[256];
+    (void)signum;
+    if (tls_server_new(s->conf->tls_cert, s->conf->tls_key, s->conf->tls_min_version, &t, err,
+                       sizeof(err)) < 0) {
+        s->api->log(s->p, SP_LOG_ERROR, "SIGHUP: TLS certificate not reloaded: %s", err);
+        return;
+    }
+    tls_server_free(s->tls);
+    s->tls = t;
+    s->api->counter_add(s->p, "tls_reloads", 1);
+    s->api->log(s->p, SP_LOG_INFO, "SIGHUP: TLS certificate reloaded from %s",
+                s->conf->tls_cert);
+}
+
 static void http_fini(sp_plugin_t *p, void *ctx)
 {
     server_t *s = ctx;
@@ -1251,6 +1289,10 @@ static void http_fini(sp_plugin_t *p, void *ctx)
         return;
     }
     s->finishing = true;
+    if (s->reload != NULL) {
+        uv_close((uv_handle_t *)s->reload, reload_closed);
+        s->reload = NULL;
+    }
     while (s->conns != NULL) {
         conn_close(s->conns);
     }

@@ -6,6 +6,7 @@
  * checked against the key's team and domains, submitted, and answered
  * 250 only after the core's durable commit. */
 #include <arpa/inet.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -155,6 +156,7 @@ typedef struct server {
     size_t nlisteners;
     int open_listeners;
     SSL_CTX *ssl_ctx;
+    uv_signal_t *reload;     /* SIGHUP: reload a configured certificate */
     char hostname[256];
     cidr_t cidrs[MAX_CIDRS];
     size_t ncidrs;
@@ -582,7 +584,13 @@ static void arm(sess_t *s, tkind_t kind)
 static void greet(sess_t *s)
 {
     s->greeted = true;
-    reply(s, "220 %s ESMTP sendpipe", s->srv->hostname);
+    if (s->overflow) {
+        /* Over max_sessions on an implicit-TLS port: the refusal comes over
+         * TLS, where the client can read it. */
+        final_reply(s, "421 4.3.2 %s Too many connections, try again later", s->srv->hostname);
+    } else {
+        reply(s, "220 %s ESMTP sendpipe", s->srv->hostname);
+    }
     flush_out(s);
 }
 
@@ -1680,13 +1688,15 @@ static void on_connection(uv_stream_t *ls, int status)
         srv->api->counter_add(srv->p, "sessions_refused", 1);
         srv->api->log(srv->p, SP_LOG_WARN, "%s: over max_sessions (%lld), answering 421",
                       s->remote, (long long)srv->conf->max_sessions);
+    }
+    if (s->overflow && !(li < srv->nlisteners && srv->listener_tls[li])) {
         s->greeted = true;
         final_reply(s, "421 4.3.2 %s Too many connections, try again later", srv->hostname);
         flush_out(s);
         after_change(s);
         return;
     }
-    for (size_t i = 0; i < srv->ncidrs; i++) {
+    for (size_t i = 0; i < srv->ncidrs && !s->overflow; i++) {
         if (cidr_match(&srv->cidrs[i], &s->peer)) {
             s->trusted = true;
             break;
@@ -1767,6 +1777,7 @@ static int add_cidr(void *arg, const char *s, size_t n)
 }
 
 static void smtp_fini(sp_plugin_t *p, void *ctx);
+static void on_reload(uv_signal_t *h, int signum);
 
 static int smtp_init(sp_plugin_t *p, const sp_host_api_t *api, const void *confp, void **ctx)
 {
@@ -1812,6 +1823,17 @@ static int smtp_init(sp_plugin_t *p, const sp_host_api_t *api, const void *confp
     } else if (conf->tls_cert[0] == '\0') {
         api->log(p, SP_LOG_INFO, "using the self-signed certificate %s", path);
     }
+    if (conf->tls_cert[0] != '\0') {
+        srv->reload = malloc(sizeof(*srv->reload));
+        if (srv->reload != NULL && uv_signal_init(srv->loop, srv->reload) == 0) {
+            srv->reload->data = srv;
+            uv_unref((uv_handle_t *)srv->reload);
+            (void)uv_signal_start(srv->reload, on_reload, SIGHUP);
+        } else {
+            free(srv->reload);
+            srv->reload = NULL;
+        }
+    }
     smtp_mime_init();
     srv->mime_up = true;
     *ctx = srv;
@@ -1830,6 +1852,67 @@ static int smtp_init(sp_plugin_t *p, const sp_host_api_t *api, const void *confp
     return 0;
 }
 
+/* Shutdown: tell a client whose session is cut that it should come back
+ * (RFC 5321 4.1.4: 421), without waiting. Written at once if the socket
+ * takes it; a session with answers still queued gets nothing more. */
+static void say_shutdown(sess_t *s)
+{
+    char line[300];
+    int n;
+    if (s->closing || s->writing > 0 || !s->greeted || (s->tls_on && !s->tls.handshake_done)) {
+        return;
+    }
+    n = snprintf(line, sizeof(line), "421 4.3.2 %s Service shutting down\r\n",
+                 s->srv->hostname);
+    if (n <= 0 || (size_t)n >= sizeof(line)) {
+        return;
+    }
+    if (s->tls_on) {
+        char buf[4096];
+        int m;
+        if (SSL_write(s->tls.ssl, line, n) != n) {
+            return;
+        }
+        while ((m = BIO_read(s->tls.wbio, buf, sizeof(buf))) > 0) {
+            uv_buf_t b = uv_buf_init(buf, (unsigned)m);
+            if (uv_try_write((uv_stream_t *)&s->tcp, &b, 1) != m) {
+                return;
+            }
+        }
+        return;
+    }
+    uv_buf_t b = uv_buf_init(line, (unsigned)n);
+    (void)uv_try_write((uv_stream_t *)&s->tcp, &b, 1);
+}
+
+static void reload_closed(uv_handle_t *h)
+{
+    free(h);
+}
+
+/* SIGHUP: load the configured certificate and key again (after a renewal)
+ * and use them for new TLS sessions; sessions already in TLS keep theirs.
+ * A file that does not load leaves the current certificate in place. */
+static void on_reload(uv_signal_t *h, int signum)
+{
+    server_t *srv = h->data;
+    const sconf_t *conf = srv->conf;
+    SSL_CTX *ctx = NULL;
+    bool generated = false;
+    char err[256];
+    (void)signum;
+    if (smtp_tls_ctx_new(conf->tls_cert, conf->tls_key, "", srv->hostname, &ctx, &generated,
+                         err, sizeof(err)) < 0) {
+        srv->api->log(srv->p, SP_LOG_ERROR, "SIGHUP: TLS certificate not reloaded: %s", err);
+        return;
+    }
+    SSL_CTX_free(srv->ssl_ctx); /* sessions hold their own references */
+    srv->ssl_ctx = ctx;
+    srv->api->counter_add(srv->p, "tls_reloads", 1);
+    srv->api->log(srv->p, SP_LOG_INFO, "SIGHUP: TLS certificate reloaded from %s",
+                  conf->tls_cert);
+}
+
 static void smtp_fini(sp_plugin_t *p, void *ctx)
 {
     server_t *srv = ctx;
@@ -1843,10 +1926,15 @@ static void smtp_fini(sp_plugin_t *p, void *ctx)
         srv->mime_up = false;
     }
     while (srv->sessions != NULL) {
+        say_shutdown(srv->sessions);
         sess_close(srv->sessions);
     }
     for (size_t i = 0; i < srv->nlisteners; i++) {
         uv_close((uv_handle_t *)&srv->listeners[i], listener_closed);
+    }
+    if (srv->reload != NULL) {
+        uv_close((uv_handle_t *)srv->reload, reload_closed);
+        srv->reload = NULL;
     }
     if (srv->open_listeners == 0 && srv->nalive == 0) {
         if (srv->ssl_ctx != NULL) {
