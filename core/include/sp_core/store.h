@@ -28,8 +28,8 @@ typedef enum {
     SP_DB_TEMPLATES,    /* team(be64) || template id string -> msgpack template record */
     SP_DB_PROVIDER_IDS, /* provider message id string -> message id(be64) */
     SP_DB_SUPPRESSIONS, /* team(be64) || lower-case address -> msgpack entry */
-    SP_DB_WEBHOOKS,     /* webhook id(be64) -> msgpack webhook record */
-    SP_DB_WEBHOOK_CALLS, /* call id(be64) -> msgpack call record (payload, state, log) */
+    SP_DB_WEBHOOKS,     /* team(be64) || webhook id(be64) -> msgpack webhook record */
+    SP_DB_WEBHOOK_CALLS, /* webhook id(be64) || call id(be64) -> msgpack call record */
     SP_DB_WEBHOOK_QUEUE, /* webhook id(be64) || call id(be64) -> empty: calls not finished */
     SP_DB_DAILY,        /* team(be64) || domain(be64) || day(be32) -> SP_AN__COUNT x be64 */
     SP_DB_CUMULATED,    /* team(be64) || domain(be64) -> SP_CUM__COUNT x be64 */
