@@ -271,7 +271,7 @@ static const sp_conf_item_t g_top_schema[] = {
     {0},
 };
 
-static const char *const g_top_sections[] = {"log",      "store",   "scheduler",
+static const char *const g_top_sections[] = {"log",      "store",   "scheduler", "webhooks",
                                              "settings", "plugins", NULL};
 
 typedef struct log_conf {
@@ -319,6 +319,31 @@ static const sp_conf_item_t g_sched_schema[] = {
      "Longest retry delay."},
     {SP_CONF_DURATION, "max_age", offsetof(sched_conf_t, max_age), "24h", 0,
      "A message still undelivered after this long fails."},
+    {0},
+};
+
+typedef struct wh_conf {
+    uint64_t retry_base;
+    uint64_t retry_max;
+    int64_t attempts;
+    int64_t disable_after;
+    uint64_t timeout;
+    uint64_t retention;
+} wh_conf_t;
+
+static const sp_conf_item_t g_wh_schema[] = {
+    {SP_CONF_DURATION, "retry_base", offsetof(wh_conf_t, retry_base), "10s", 0,
+     "First webhook retry delay; doubles on each attempt, with jitter."},
+    {SP_CONF_DURATION, "retry_max", offsetof(wh_conf_t, retry_max), "10m", 0,
+     "Longest webhook retry delay."},
+    {SP_CONF_INT, "attempts", offsetof(wh_conf_t, attempts), "6", 0,
+     "Attempts per webhook call before it is FAILED."},
+    {SP_CONF_INT, "disable_after", offsetof(wh_conf_t, disable_after), "30", 0,
+     "Consecutive FAILED calls after which a webhook is AUTO_DISABLED."},
+    {SP_CONF_DURATION, "timeout", offsetof(wh_conf_t, timeout), "10s", 0,
+     "Time limit of one webhook request."},
+    {SP_CONF_DURATION, "retention", offsetof(wh_conf_t, retention), "7d", 0,
+     "How long finished webhook calls stay in the delivery log."},
     {0},
 };
 
@@ -464,6 +489,40 @@ static int section_scheduler(build_t *b, const sp_node_t *map)
     b->cfg->retry_base_ms = sc.retry_base;
     b->cfg->retry_max_ms = sc.retry_max;
     b->cfg->max_age_ms = sc.max_age;
+    return 0;
+}
+
+static int section_webhooks(build_t *b, const sp_node_t *map)
+{
+    wh_conf_t wc = {0};
+    int rc;
+
+    rc = sp__conf_apply_schema(map, b->fname, "webhooks", g_wh_schema, &wc, b->err, b->errlen);
+    if (rc == 0) {
+        rc = check_range(b, map, "webhooks", "attempts", wc.attempts, 1, 100);
+    }
+    if (rc == 0) {
+        rc = check_range(b, map, "webhooks", "disable_after", wc.disable_after, 1, MAX_COUNT);
+    }
+    if (rc < 0) {
+        return rc;
+    }
+    if (wc.retry_base == 0 || wc.retry_base > wc.retry_max || wc.timeout == 0) {
+        const sp_node_t *n = sp__conf_get(map, wc.timeout == 0 ? "timeout" : "retry_base");
+
+        sp__conf_error(b->err, b->errlen, b->fname, n ? n->line : 0, n ? n->col : 0,
+                       wc.timeout == 0 ? "webhooks.timeout" : "webhooks.retry_base",
+                       wc.timeout == 0 ? "must be more than 0"
+                                       : "must be more than 0 and not more than "
+                                         "webhooks.retry_max");
+        return SP_ECONFIG;
+    }
+    b->cfg->wh_retry_base_ms = wc.retry_base;
+    b->cfg->wh_retry_max_ms = wc.retry_max;
+    b->cfg->wh_attempts = (uint32_t)wc.attempts;
+    b->cfg->wh_disable_after = (uint32_t)wc.disable_after;
+    b->cfg->wh_timeout_ms = wc.timeout;
+    b->cfg->wh_retention_ms = wc.retention;
     return 0;
 }
 
@@ -747,6 +806,9 @@ static int config_build(build_t *b)
     }
     if (rc == 0) {
         rc = section_scheduler(b, sp__conf_get(root, "scheduler"));
+    }
+    if (rc == 0) {
+        rc = section_webhooks(b, sp__conf_get(root, "webhooks"));
     }
     if (rc == 0) {
         rc = section_settings(b, sp__conf_get(root, "settings"));

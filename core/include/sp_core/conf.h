@@ -132,6 +132,13 @@ typedef struct sp_config {
     uint64_t max_age_ms;    /* default 24h */
     /* lifecycle */
     uint64_t shutdown_grace_ms; /* default 10s */
+    /* outgoing webhooks (section `webhooks:`) */
+    uint64_t wh_retry_base_ms;  /* first retry delay, doubling; default 10s */
+    uint64_t wh_retry_max_ms;   /* longest retry delay; default 10m */
+    uint32_t wh_attempts;       /* attempts per call; default 6 */
+    uint32_t wh_disable_after;  /* consecutive failed calls that disable; default 30 */
+    uint64_t wh_timeout_ms;     /* per request; default 10s */
+    uint64_t wh_retention_ms;   /* finished calls kept this long; default 7d */
     /* settings */
     sp_setting_t *settings;
     size_t nsettings;
