@@ -1165,6 +1165,17 @@ int sp__tenancy_domain_add(sp_wtxn_t *w, int64_t team, const char *name, const c
     return 0;
 }
 
+/* A domain record inside a write, with its stored bytes (for rec_put). */
+static int domain_wload(sp_wtxn_t *w, int64_t id, sp_domain_rec_t *d, const void **v,
+                        size_t *vl)
+{
+    int rc = wget_id(w, SP_DB_DOMAINS, id, v, vl);
+    if (rc == 0) {
+        rc = rec_decode(*v, *vl, domain_fields, NFIELDS(domain_fields), d, sizeof(*d));
+    }
+    return rc;
+}
+
 int sp__tenancy_domain_set_status(sp_wtxn_t *w, int64_t id, int status)
 {
     sp_domain_rec_t d;
@@ -1175,12 +1186,39 @@ int sp__tenancy_domain_set_status(sp_wtxn_t *w, int64_t id, int status)
     if (!w || !sp__domain_status_name(status)) {
         return SP_EINVAL;
     }
-    if ((rc = wget_id(w, SP_DB_DOMAINS, id, &v, &vl)) != 0 ||
-        (rc = rec_decode(v, vl, domain_fields, NFIELDS(domain_fields), &d, sizeof(d))) != 0) {
+    if ((rc = domain_wload(w, id, &d, &v, &vl)) != 0) {
         return rc;
     }
     d.status = status;
     return rec_put(w, SP_DB_DOMAINS, id, domain_fields, NFIELDS(domain_fields), &d, v, vl);
+}
+
+int sp__tenancy_domain_set_tracking(sp_wtxn_t *w, int64_t id, int open, int click,
+                                    sp_domain_rec_t *out)
+{
+    sp_domain_rec_t d;
+    const void *v;
+    size_t vl;
+    int rc;
+
+    if (!w) {
+        return SP_EINVAL;
+    }
+    if ((rc = domain_wload(w, id, &d, &v, &vl)) != 0) {
+        return rc;
+    }
+    if (open >= 0) {
+        d.open_tracking = open != 0;
+    }
+    if (click >= 0) {
+        d.click_tracking = click != 0;
+    }
+    d.id = id;
+    rc = rec_put(w, SP_DB_DOMAINS, id, domain_fields, NFIELDS(domain_fields), &d, v, vl);
+    if (rc == 0 && out) {
+        *out = d;
+    }
+    return rc;
 }
 
 int sp__tenancy_domain_del(sp_wtxn_t *w, int64_t id)
@@ -1424,6 +1462,8 @@ static int fill_domain(const sp_domain_rec_t *d, sp_domain_t *out)
     snprintf(o.name, sizeof(o.name), "%s", d->name);
     o.verified = d->status == SP_DOM_SUCCESS;
     snprintf(o.region, sizeof(o.region), "%s", d->region);
+    o.open_tracking = d->open_tracking;
+    o.click_tracking = d->click_tracking;
     n = out->size < sizeof(o) ? out->size : sizeof(o);
     memcpy(out, &o, n);
     return 0;

@@ -32,6 +32,10 @@ enum {
     O_DKIM_SEL = 1 << 7,
     O_ROTATE = 1 << 8,
     O_JSON = 1 << 9,
+    O_OPEN_TRACKING = 1 << 10,  /* domains add --open-tracking */
+    O_CLICK_TRACKING = 1 << 11, /* domains add --click-tracking */
+    O_OPEN = 1 << 12,           /* domains tracking --open on|off */
+    O_CLICK = 1 << 13,          /* domains tracking --click on|off */
 };
 
 typedef struct cli {
@@ -43,6 +47,8 @@ typedef struct cli {
     const char *region;
     const char *dkim_alg;
     const char *dkim_sel;
+    const char *open;  /* --open on|off */
+    const char *click; /* --click on|off */
     bool verified;
     bool rotate;
     bool json;
@@ -82,7 +88,8 @@ typedef enum {
     J_DOMAIN_ADD,
     J_DOMAIN_STATUS,
     J_DOMAIN_DEL,
-    J_DOMAIN_DKIM
+    J_DOMAIN_DKIM,
+    J_DOMAIN_TRACKING
 } jkind_t;
 
 typedef struct job {
@@ -91,6 +98,8 @@ typedef struct job {
     const char *name, *region;
     const char *dkim_sel, *dkim_alg, *dkim_pem; /* J_DOMAIN_ADD, J_DOMAIN_DKIM */
     int status;
+    int open, click; /* J_DOMAIN_ADD, J_DOMAIN_TRACKING: 1 on, 0 off, -1 unchanged */
+    sp_domain_rec_t *out_dom; /* J_DOMAIN_TRACKING: the record as written */
     sp_permission_t perm;
     uint8_t skey[SP_TENANCY_SECRET_LEN];
     int64_t out_id;
@@ -117,6 +126,9 @@ static int job_apply(sp_wtxn_t *w, void *arg)
         if (rc == 0 && j->dkim_pem) {
             rc = sp__tenancy_domain_set_dkim(w, j->out_id, j->dkim_sel, j->dkim_alg, j->dkim_pem);
         }
+        if (rc == 0 && (j->open > 0 || j->click > 0)) {
+            rc = sp__tenancy_domain_set_tracking(w, j->out_id, j->open, j->click, NULL);
+        }
         return rc;
     }
     case J_DOMAIN_DKIM:
@@ -125,6 +137,8 @@ static int job_apply(sp_wtxn_t *w, void *arg)
         return sp__tenancy_domain_set_status(w, j->id, j->status);
     case J_DOMAIN_DEL:
         return sp__tenancy_domain_del(w, j->id);
+    case J_DOMAIN_TRACKING:
+        return sp__tenancy_domain_set_tracking(w, j->id, j->open, j->click, j->out_dom);
     }
     return SP_EINVAL;
 }
@@ -509,7 +523,10 @@ static void data_dir_mode_check(const cli_t *c)
 
 static int cmd_domains_add(cli_t *c)
 {
-    job_t j = {.kind = J_DOMAIN_ADD, .region = c->region};
+    job_t j = {.kind = J_DOMAIN_ADD,
+               .region = c->region,
+               .open = (c->given & O_OPEN_TRACKING) ? 1 : -1,
+               .click = (c->given & O_CLICK_TRACKING) ? 1 : -1};
     char name[SP_DOMAIN_NAME_MAX + 1];
     sp_team_rec_t t;
     int rc;
@@ -558,9 +575,20 @@ static int cmd_domains_add(cli_t *c)
                (long long)t.id, t.name, sp__domain_status_name(j.status));
         printf("DKIM key %s, selector %s: publish it ('sendpipe domains dkim %s')\n",
                j.dkim_alg, j.dkim_sel, name);
+        printf("open tracking %s, click tracking %s\n", j.open > 0 ? "on" : "off",
+               j.click > 0 ? "on" : "off");
         data_dir_mode_check(c);
     }
     return rc == 0 ? 0 : 1;
+}
+
+/* The TRACKING column: "open,click", "open", "click" or "-". */
+static const char *tracking_word(const sp_domain_rec_t *d)
+{
+    if (d->open_tracking && d->click_tracking) {
+        return "open,click";
+    }
+    return d->open_tracking ? "open" : d->click_tracking ? "click" : "-";
 }
 
 static int print_domain(void *arg, const sp_domain_rec_t *d)
@@ -571,10 +599,11 @@ static int print_domain(void *arg, const sp_domain_rec_t *d)
     printf("%lld\t%lld\t%s\t%s\t%s\t%s\t", (long long)d->id, (long long)d->team, d->name,
            sp__domain_status_name(d->status), d->region, iso_time(d->created_at, tb));
     if (d->dkim_private_key[0]) {
-        printf("%s %s\n", d->dkim_selector, d->dkim_algorithm);
+        printf("%s %s\t", d->dkim_selector, d->dkim_algorithm);
     } else {
-        printf("-\n");
+        printf("-\t");
     }
+    printf("%s\n", tracking_word(d));
     return 0;
 }
 
@@ -588,7 +617,7 @@ static int cmd_domains_list(cli_t *c)
         read_begin(c, &r) != 0) {
         return 1;
     }
-    printf("ID\tTEAM\tNAME\tSTATUS\tREGION\tCREATED\tDKIM\n");
+    printf("ID\tTEAM\tNAME\tSTATUS\tREGION\tCREATED\tDKIM\tTRACKING\n");
     rc = sp__tenancy_domain_each(r, t.id, print_domain, NULL);
     sp__store_read_end(r);
     if (rc < 0) {
@@ -675,6 +704,57 @@ static int cmd_domains_rm(cli_t *c)
         return 1;
     }
     printf("removed domain %lld %s\n", (long long)d.id, d.name);
+    return 0;
+}
+
+/* "on"/"off" (and the usual spellings) to 1/0; -1 for anything else. */
+static int on_off(const char *s)
+{
+    static const char *const on[] = {"on", "true", "yes", "1"};
+    static const char *const off[] = {"off", "false", "no", "0"};
+
+    for (size_t i = 0; i < sizeof(on) / sizeof(on[0]); i++) {
+        if (strcasecmp(s, on[i]) == 0) {
+            return 1;
+        }
+        if (strcasecmp(s, off[i]) == 0) {
+            return 0;
+        }
+    }
+    return -1;
+}
+
+static int cmd_domains_tracking(cli_t *c)
+{
+    job_t j = {.kind = J_DOMAIN_TRACKING, .open = -1, .click = -1};
+    sp_domain_rec_t *d = calloc(1, sizeof(*d));
+    int rc = 1;
+
+    if (!d) {
+        fprintf(stderr, "sendpipe: out of memory\n");
+        return 1;
+    }
+    if ((c->open && (j.open = on_off(c->open)) < 0) ||
+        (c->click && (j.click = on_off(c->click)) < 0)) {
+        fprintf(stderr, "sendpipe: domains tracking: --open and --click take on or off\n");
+        free(d);
+        return 2;
+    }
+    if (cli_open(c) != 0 || domain_arg(c, d) != 0) {
+        free(d);
+        return 1;
+    }
+    j.id = d->id;
+    j.out_dom = d;
+    if ((j.open >= 0 || j.click >= 0) && (rc = run_job(c, &j)) != 0) {
+        fprintf(stderr, "sendpipe: changing tracking of domain %s failed: %s\n", d->name,
+                sp__strerror(rc));
+        free(d);
+        return 1;
+    }
+    printf("domain %lld %s: open tracking %s, click tracking %s\n", (long long)d->id, d->name,
+           d->open_tracking ? "on" : "off", d->click_tracking ? "on" : "off");
+    free(d);
     return 0;
 }
 
@@ -803,11 +883,14 @@ static const command_t commands[] = {
     {"keys", "list", cmd_keys_list, 0, O_TEAM, "keys list [-c FILE] [--team TEAM]",
      "list API keys (partial tokens only)"},
     {"keys", "revoke", cmd_keys_revoke, 1, 0, "keys revoke [-c FILE] ID", "revoke an API key"},
-    {"domains", "add", cmd_domains_add, 1, O_TEAM | O_REGION | O_VERIFIED | O_DKIM_ALG | O_DKIM_SEL,
+    {"domains", "add", cmd_domains_add, 1,
+     O_TEAM | O_REGION | O_VERIFIED | O_DKIM_ALG | O_DKIM_SEL | O_OPEN_TRACKING |
+         O_CLICK_TRACKING,
      "domains add [-c FILE] --team TEAM [--verified] [--region REGION] "
-     "[--dkim-algorithm rsa|ed25519] [--dkim-selector SELECTOR] NAME",
+     "[--dkim-algorithm rsa|ed25519] [--dkim-selector SELECTOR] [--open-tracking] "
+     "[--click-tracking] NAME",
      "add a sending domain (PENDING, or SUCCESS with --verified) with a new DKIM key "
-     "(RSA-2048 and selector 'sendpipe' by default)"},
+     "(RSA-2048 and selector 'sendpipe' by default); tracking is off unless asked"},
     {"domains", "dkim", cmd_domains_dkim, 1, O_ROTATE | O_JSON | O_DKIM_ALG | O_DKIM_SEL,
      "domains dkim [-c FILE] [--json] [--rotate [--dkim-algorithm rsa|ed25519] "
      "[--dkim-selector SELECTOR]] NAME|ID",
@@ -817,6 +900,10 @@ static const command_t commands[] = {
     {"domains", "rm", cmd_domains_rm, 1, 0, "domains rm [-c FILE] NAME|ID", "remove a domain"},
     {"domains", "verify", cmd_domains_verify, 1, 0, "domains verify [-c FILE] NAME|ID",
      "mark a domain verified by hand (no DNS check yet)"},
+    {"domains", "tracking", cmd_domains_tracking, 1, O_OPEN | O_CLICK,
+     "domains tracking [-c FILE] [--open on|off] [--click on|off] NAME|ID",
+     "turn a domain's open and click tracking on or off and print the new state "
+     "(see docs/tracking.md)"},
 };
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
@@ -842,6 +929,8 @@ int sp__tenancy_cli(int argc, char **argv)
         {"dkim-algorithm", required_argument, NULL, 'A'},
         {"dkim-selector", required_argument, NULL, 'S'},
         {"rotate", no_argument, NULL, 'R'},        {"json", no_argument, NULL, 'J'},
+        {"open-tracking", no_argument, NULL, 'O'}, {"click-tracking", no_argument, NULL, 'K'},
+        {"open", required_argument, NULL, 'o'},    {"click", required_argument, NULL, 'k'},
         {NULL, 0, NULL, 0}};
     const command_t *cmd = NULL;
     cli_t c = {0};
@@ -925,6 +1014,20 @@ int sp__tenancy_cli(int argc, char **argv)
         case 'J':
             c.json = true;
             bit = O_JSON;
+            break;
+        case 'O':
+            bit = O_OPEN_TRACKING;
+            break;
+        case 'K':
+            bit = O_CLICK_TRACKING;
+            break;
+        case 'o':
+            c.open = optarg;
+            bit = O_OPEN;
+            break;
+        case 'k':
+            c.click = optarg;
+            bit = O_CLICK;
             break;
         case 'h':
             printf("usage: sendpipe %s\n  %s\n", cmd->usage, cmd->help);

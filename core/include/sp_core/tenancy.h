@@ -132,6 +132,11 @@ int sp__tenancy_key_revoke(sp_wtxn_t *w, int64_t id, int64_t now_ms);
 int sp__tenancy_domain_add(sp_wtxn_t *w, int64_t team, const char *name, const char *region,
                            int status, int64_t now_ms, int64_t *id);
 int sp__tenancy_domain_set_status(sp_wtxn_t *w, int64_t id, int status); /* SP_ENOTFOUND */
+/* Per-domain open and click tracking: 1 on, 0 off, -1 unchanged. Records
+ * written before the flags existed read as off. out (may be NULL) gets the
+ * record as written. SP_ENOTFOUND. */
+int sp__tenancy_domain_set_tracking(sp_wtxn_t *w, int64_t id, int open, int click,
+                                    sp_domain_rec_t *out);
 /* Keys restricted to a removed domain stop authenticating (never widened to
  * every domain). SP_ENOTFOUND. */
 int sp__tenancy_domain_del(sp_wtxn_t *w, int64_t id);
