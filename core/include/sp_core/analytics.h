@@ -25,5 +25,11 @@ int sp__analytics_count_txn(sp_wtxn_t *w, int64_t team, int64_t domain, sp_statu
 int sp__analytics_daily(int64_t team, int64_t domain_id, int32_t from_day, int32_t to_day,
                         int (*each)(void *arg, int32_t day, const uint64_t *counts), void *arg);
 int sp__analytics_cumulated(int64_t team, int64_t domain_id, uint64_t *out);
+/* The same reads on a given store (tests). */
+int sp__analytics_daily_in(sp_store_t *st, int64_t team, int64_t domain_id, int32_t from_day,
+                           int32_t to_day,
+                           int (*each)(void *arg, int32_t day, const uint64_t *counts),
+                           void *arg);
+int sp__analytics_cumulated_in(sp_store_t *st, int64_t team, int64_t domain_id, uint64_t *out);
 
 #endif /* SP_CORE_ANALYTICS_H */
