@@ -15,7 +15,6 @@
 #include "sp_core/tenancy.h"
 #include "webhooks_int.h"
 
-#define MAX_MATCH 64 /* webhooks of one team a status change can reach */
 
 void wh_key(uint8_t k[WH_KEY_LEN], uint64_t a, uint64_t b)
 {
@@ -140,6 +139,7 @@ static json_t *str_json(const sp_msg_t *m, const char *f)
 
 json_t *wh_json(const sp_msg_t *rec, bool secret)
 {
+    const char *state = sp__wh_state_name((int)wh_int(rec, "status"));
     json_t *o = json_object(), *ev = json_array(), *dom = json_array();
     size_t n;
 
@@ -162,15 +162,14 @@ json_t *wh_json(const sp_msg_t *rec, bool secret)
     json_object_set_new(o, "teamId", json_integer(wh_int(rec, "team")));
     json_object_set_new(o, "url", str_json(rec, "url"));
     json_object_set_new(o, "description", str_json(rec, "description"));
-    json_object_set_new(o, "status", json_string(sp__wh_state_name((int)wh_int(rec, "status"))
-                                                     ? sp__wh_state_name((int)wh_int(rec, "status"))
-                                                     : "ACTIVE"));
+    json_object_set_new(o, "status", json_string(state ? state : "ACTIVE"));
     json_object_set_new(o, "eventTypes", ev);
     json_object_set_new(o, "domainIds", dom);
     json_object_set_new(o, "apiVersion", *wh_str(rec, "api_version")
                                              ? str_json(rec, "api_version")
                                              : json_string(SP_WH_VERSION));
-    json_object_set_new(o, "consecutiveFailures", json_integer(wh_int(rec, "consecutive_failures")));
+    json_object_set_new(o, "consecutiveFailures",
+                        json_integer(wh_int(rec, "consecutive_failures")));
     json_object_set_new(o, "lastFailureAt", time_or_null(wh_int(rec, "last_failure_at")));
     json_object_set_new(o, "lastSuccessAt", time_or_null(wh_int(rec, "last_success_at")));
     json_object_set_new(o, "createdAt", time_or_null(wh_int(rec, "created_at")));
@@ -255,8 +254,9 @@ static int call_add_txn(sp_wtxn_t *w, const sp_msg_t *wh, const char *type, cons
 typedef struct match {
     const char *type;
     int64_t domain;
-    size_t n;
-    sp_msg_t *hits[MAX_MATCH];
+    size_t n, cap;
+    sp_msg_t **hits;
+    int rc;
 } match_t;
 
 static bool contains(const sp_msg_t *rec, const char *field, const char *v)
@@ -285,17 +285,28 @@ static int match_each(void *arg, const void *k, size_t kl, const void *v, size_t
     sp_msg_t *rec;
 
     (void)k;
-    if (kl != WH_KEY_LEN || mt->n == MAX_MATCH || sp__msg_decode(v, vl, &rec) != 0) {
+    if (kl != WH_KEY_LEN || sp__msg_decode(v, vl, &rec) != 0) {
         return 0;
     }
     snprintf(dom, sizeof(dom), "%lld", (long long)mt->domain);
-    if (wh_int(rec, "status") == SP_WH_ACTIVE && list_has(rec, "event_types", mt->type) &&
-        (mt->domain <= 0 ? sp__msg_count(rec, "domain_ids") == 0
-                         : list_has(rec, "domain_ids", dom))) {
-        mt->hits[mt->n++] = rec;
-    } else {
+    if (wh_int(rec, "status") != SP_WH_ACTIVE || !list_has(rec, "event_types", mt->type) ||
+        (mt->domain <= 0 ? sp__msg_count(rec, "domain_ids") != 0
+                         : !list_has(rec, "domain_ids", dom))) {
         sp__msg_free(rec);
+        return 0;
     }
+    if (mt->n == mt->cap) {
+        size_t cap = mt->cap ? 2 * mt->cap : 4;
+        sp_msg_t **h = realloc(mt->hits, cap * sizeof(*h));
+        if (!h) {
+            sp__msg_free(rec);
+            mt->rc = SP_ENOMEM;
+            return 1;
+        }
+        mt->hits = h;
+        mt->cap = cap;
+    }
+    mt->hits[mt->n++] = rec;
     return 0;
 }
 
@@ -315,7 +326,7 @@ int sp__webhooks_enqueue_txn(sp_wtxn_t *w, uint64_t id, const sp_msg_t *m, sp_st
     sp__be64_put(prefix, (uint64_t)team);
     rc = sp__wtxn_scan(w, SP_DB_WEBHOOKS, prefix, 8, prefix, 8, match_each, &mt);
     if (rc > 0) {
-        rc = 0;
+        rc = mt.rc;
     }
     if (rc == 0 && mt.n > 0 && !(body = sp__wh_email_data(m, id, status, when, data))) {
         rc = SP_ENOMEM;
@@ -326,6 +337,7 @@ int sp__webhooks_enqueue_txn(sp_wtxn_t *w, uint64_t id, const sp_msg_t *m, sp_st
         }
         sp__msg_free(mt.hits[i]);
     }
+    free(mt.hits);
     free(body);
     return rc;
 }

@@ -144,8 +144,9 @@ static void answered(void *arg, int status, const char *json)
     json_t *v = status == 0 ? json_loads(json, 0, NULL) : NULL;
 
     if (status == SP_EINVAL) {
-        api_fail(&call->c, 400, "Invalid webhook (a domainIds member is not a domain of "
-                                "this team?)");
+        /* Everything else was checked above: the core refuses domains of
+         * other teams (and unknown ones). */
+        bad_field(&call->c, "domainIds", "Not a domain of this team");
     } else if (status < 0) {
         api_fail_rc(&call->c, status, "Webhook not found");
     } else {

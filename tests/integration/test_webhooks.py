@@ -153,6 +153,7 @@ class WebhooksTest(unittest.TestCase):
         self.assertEqual(r.status, 400, r)
         r = self.api.post("/api/v1/webhooks", {"url": self.rcv.url("/x"), "domainIds": [999999]})
         self.assertEqual(r.status, 400, r)
+        self.assertEqual(r.body["error"]["issues"][0]["path"], ["domainIds"])
         r = self.api.post("/api/v1/webhooks", {"url": self.rcv.url("/x"),
                                                "description": "temp"})
         self.assertEqual(r.status, 200, r)

@@ -66,7 +66,12 @@ const char *sp__wh_state_name(int st); /* NULL if out of range */
 int sp__wh_state_parse(const char *s); /* -1 if unknown */
 
 /* Call states (record field "status"). */
-typedef enum { SP_WHC_PENDING = 0, SP_WHC_DELIVERED, SP_WHC_FAILED, SP_WHC_DISCARDED } sp_whc_state_t;
+typedef enum {
+    SP_WHC_PENDING = 0,
+    SP_WHC_DELIVERED,
+    SP_WHC_FAILED,
+    SP_WHC_DISCARDED
+} sp_whc_state_t;
 const char *sp__whc_state_name(int st);
 
 /* ---- pure parts (webhooks_payload.c) --------------------------------- */
