@@ -10,6 +10,7 @@ import os
 import shutil
 import sys
 import tempfile
+import unittest
 import uuid
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -124,3 +125,30 @@ class FeedServer(apihelp.ApiServer):
         self.notify(self.event("complaint.json", mid,
                                complainedRecipients=[{"emailAddress": a} for a in addrs]))
 
+
+
+class FeedTestCase(unittest.TestCase):
+    """One FeedServer per test class: SERVER holds its keyword arguments;
+    the subclass's prepare() (a classmethod) makes tenants and traffic.
+    The server is closed (its exit status checked) after the class, or at
+    once if prepare fails."""
+
+    SERVER = {}
+
+    @classmethod
+    def prepare(cls):
+        pass
+
+    @classmethod
+    def setUpClass(cls):
+        cls.srv = FeedServer(**cls.SERVER)
+        try:
+            cls.srv.start()
+            cls.prepare()
+        except BaseException:
+            cls.srv.close()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.srv.close()

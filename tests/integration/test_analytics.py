@@ -29,29 +29,21 @@ def utc_today():
     return datetime.datetime.now(datetime.timezone.utc).date()
 
 
-class AnalyticsTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.srv = snsfeed.FeedServer(sync=False)
-        try:
-            cls.srv.start()
-            cls.team, (cls.d1, cls.d2), cls.api = cls.srv.tenant("acme", "acme.test",
-                                                                  "mail.acme.test")
-            _, skey = cls.srv.key(cls.team, permission="sending")
-            _, dkey = cls.srv.key(cls.team, domain="mail.acme.test")
-            cls.sending = apihelp.Client(cls.srv.http_port, skey)
-            cls.restricted = apihelp.Client(cls.srv.http_port, dkey)
-            _, _, cls.other = cls.srv.tenant("other", "other.test")
-            cls.day0 = utc_today()
-            cls.drive()
-            cls.day1 = utc_today()
-        except BaseException:
-            cls.srv.close()
-            raise
+class AnalyticsTest(snsfeed.FeedTestCase):
+    SERVER = {"sync": False}
 
     @classmethod
-    def tearDownClass(cls):
-        cls.srv.close()
+    def prepare(cls):
+        cls.team, (cls.d1, cls.d2), cls.api = cls.srv.tenant("acme", "acme.test",
+                                                              "mail.acme.test")
+        _, skey = cls.srv.key(cls.team, permission="sending")
+        _, dkey = cls.srv.key(cls.team, domain="mail.acme.test")
+        cls.sending = apihelp.Client(cls.srv.http_port, skey)
+        cls.restricted = apihelp.Client(cls.srv.http_port, dkey)
+        _, _, cls.other = cls.srv.tenant("other", "other.test")
+        cls.day0 = utc_today()
+        cls.drive()
+        cls.day1 = utc_today()
 
     @classmethod
     def send(cls, frm, to):

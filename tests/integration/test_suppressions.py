@@ -12,14 +12,12 @@ complaint add their recipients with the email id as source, a Transient
 bounce adds nothing."""
 import json
 import os
-import shutil
 import sys
 import unittest
 import urllib.parse
 from email.message import EmailMessage
 
 sys.path.insert(0, os.path.dirname(__file__))
-import apihelp  # noqa: E402
 import smtphelp  # noqa: E402
 import snsfeed  # noqa: E402
 
@@ -27,23 +25,15 @@ SUPPRESSED_TEXT = "All TO recipients are suppressed. No emails to send."
 S = "/api/v1/suppressions"
 
 
-class SuppressionsTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.srv = snsfeed.FeedServer(smtp=True, sync=False)
-        try:
-            cls.srv.start()
-            cls.team, _, cls.api = cls.srv.tenant("acme", "acme.test")
-            cls.key = cls.api.key
-            _, cls.sending_key = cls.srv.key(cls.team, permission="sending")
-            _, _, cls.api2 = cls.srv.tenant("other", "other.test")
-        except BaseException:
-            cls.srv.close()
-            raise
+class SuppressionsTest(snsfeed.FeedTestCase):
+    SERVER = {"smtp": True, "sync": False}
 
     @classmethod
-    def tearDownClass(cls):
-        cls.srv.close()
+    def prepare(cls):
+        cls.team, _, cls.api = cls.srv.tenant("acme", "acme.test")
+        cls.key = cls.api.key
+        _, cls.sending_key = cls.srv.key(cls.team, permission="sending")
+        _, _, cls.api2 = cls.srv.tenant("other", "other.test")
 
     # ---- helpers ---------------------------------------------------------
 
