@@ -678,8 +678,9 @@ typedef struct sp_host_api {
     int (*webhook_list)(int64_t team, int64_t id, int (*each)(void *arg, const char *json),
                         void *arg);
     /** Visit a webhook's calls, newest first, skipping `skip`: JSON objects
-     * {id, type, status, attempt, responseStatus, responseTimeMs,
-     * responseText, lastError, createdAt, nextAttemptAt}. */
+     * {id, webhookId, type, status, attempt, responseStatus, responseTimeMs,
+     * responseText, lastError, createdAt, updatedAt, nextAttemptAt}.
+     * Webhook ids are integers; call ids are decimal strings. */
     int (*webhook_calls)(int64_t team, int64_t id, uint64_t skip,
                          int (*each)(void *arg, const char *json), void *arg);
     /** Queue a `webhook.test` call; cb gets the call as JSON. */
