@@ -78,11 +78,17 @@ class Receiver:
         return [e["event"] for e in self.entries(path) if e["verified"] and e["status"] == 200]
 
 
-@unittest.skipUnless(shutil.which("node") and os.path.isdir(SDK_MODULES),
-                     "node and tests/sdk/node_modules are needed")
+def need_sdk():
+    """node and the SDK are installed by scripts/deps.sh: missing is a
+    failure, never a skip."""
+    assert shutil.which("node"), "node is needed (scripts/deps.sh)"
+    assert os.path.isdir(SDK_MODULES), "tests/sdk/node_modules is needed (npm ci in tests/sdk)"
+
+
 class WebhooksTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
+        need_sdk()
         cls.srv = apihelp.ApiServer(api_config={"rate_limit": 100000})
         with open(cls.srv.conf, "a") as f:
             f.write(WEBHOOKS_CONF)
@@ -361,6 +367,45 @@ class WebhooksTest(unittest.TestCase):
                 srv.stop()
             except Exception:
                 pass
+
+class FailedEventTest(unittest.TestCase):
+    """A message that exhausts its retries reaches FAILED: the webhook gets
+    email.failed with the reason (the only egress declines every message,
+    and the maximum age is 1 s)."""
+
+    def test_failed_is_emitted(self):
+        need_sdk()
+        srv = apihelp.ApiServer(api_config={"rate_limit": 100000})
+        with open(srv.conf) as f:
+            conf = f.read()
+        conf = conf.replace("max_age: 1h", "max_age: 1s").replace(
+            "  - name: egress_outbox\n", "  - name: egress_outbox\n    config: { enabled: false }\n")
+        with open(srv.conf, "w") as f:
+            f.write(conf + WEBHOOKS_CONF)
+        rcv = Receiver(srv.tmp).start()
+        srv.start()
+        try:
+            team = srv.team("fails")
+            srv.domain(team, "fails.test")
+            _, key = srv.key(team)
+            out = srv.cli("webhooks", "add", "--team", "fails", "--url", rcv.url("/f"),
+                          "--events", "email.failed").stdout.splitlines()
+            rcv.config(secrets={"/f": out[-1]})
+            r = apihelp.Client(srv.http_port, key).post(
+                "/api/v1/emails", {"from": "a@fails.test", "to": "b@example.com",
+                                   "subject": "will fail", "text": "x"})
+            self.assertEqual(r.status, 200, r)
+            mid = r.body["emailId"]
+            got = sphelp.wait_until(lambda: [e for e in rcv.accepted("/f")
+                                             if e["data"].get("id") == mid], 30,
+                                    "email.failed")
+            self.assertEqual([e["type"] for e in got], ["email.failed"])
+            self.assertEqual(got[0]["data"]["status"], "FAILED")
+            self.assertIn("no egress plugin accepted the message", got[0]["data"]["error"])
+        finally:
+            srv.stop()
+            rcv.stop()
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
