@@ -2,6 +2,7 @@
 /* The store plumbing of the store-writing commands (see cli_store.h). */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 
 #include "sp_core/cli_store.h"
@@ -111,4 +112,28 @@ int sp__cli_store_read(sp_cli_store_t *cs, sp_rtxn_t **r)
         fprintf(stderr, "sendpipe: store %s: %s\n", cs->cfg->data_dir, sp__strerror(rc));
     }
     return rc;
+}
+
+int sp__cli_subcommand(int argc, char **argv, const char *group, const void *table, size_t n,
+                       size_t stride, void (*usage)(FILE *f), int *status)
+{
+    bool help;
+    for (size_t i = 0; argc > 1 && i < n; i++) {
+        const char *name = *(const char *const *)((const char *)table + i * stride);
+        if (strcmp(name, argv[1]) == 0) {
+            return (int)i;
+        }
+    }
+    help = argc > 1 && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0 ||
+                        strcmp(argv[1], "help") == 0);
+    if (!help) {
+        if (argc > 1) {
+            fprintf(stderr, "sendpipe: unknown command '%s %s'\n", group, argv[1]);
+        } else {
+            fprintf(stderr, "sendpipe: %s needs a sub-command first\n", group);
+        }
+    }
+    usage(help ? stdout : stderr);
+    *status = help ? 0 : 2;
+    return -1;
 }

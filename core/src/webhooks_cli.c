@@ -386,21 +386,14 @@ int sp__webhooks_cli(int argc, char **argv)
     if (argc < 1 || !argv) {
         return 2;
     }
-    for (size_t i = 0; argc > 1 && i < NCOMMANDS; i++) {
-        if (strcmp(commands[i].sub, argv[1]) == 0) {
-            cmd = &commands[i];
+    {
+        int st = 0;
+        int i = sp__cli_subcommand(argc, argv, "webhooks", commands, NCOMMANDS, sizeof(commands[0]),
+                                   usage, &st);
+        if (i < 0) {
+            return st;
         }
-    }
-    if (!cmd) {
-        bool help = argc > 1 && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0 ||
-                                 strcmp(argv[1], "help") == 0);
-        if (!help) {
-            fprintf(stderr, argc > 1 ? "sendpipe: unknown command 'webhooks %s'\n"
-                                     : "sendpipe: webhooks needs a sub-command first%s\n",
-                    argc > 1 ? argv[1] : "");
-        }
-        usage(help ? stdout : stderr);
-        return help ? 0 : 2;
+        cmd = &commands[i];
     }
     optind = 0;
     opterr = 0;

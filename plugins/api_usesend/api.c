@@ -101,6 +101,23 @@ void api_fail(api_ctx_t *c, int status, const char *fmt, ...)
     api_reply_err(c, &err);
 }
 
+void api_fail_field(api_ctx_t *c, const char *field, long index, const char *msg)
+{
+    api_err_t err = {0};
+    json_t *it = json_object(), *path = json_array();
+
+    api_err_set(&err, 400, "%s: %s", field, msg);
+    json_array_append_new(path, json_string(field));
+    if (index >= 0) {
+        json_array_append_new(path, json_integer(index));
+    }
+    json_object_set_new(it, "path", path);
+    json_object_set_new(it, "message", json_string(msg));
+    err.issues = json_array();
+    json_array_append_new(err.issues, it);
+    api_reply_err(c, &err);
+}
+
 void api_fail_rc(api_ctx_t *c, int rc, const char *what)
 {
     const char *why = c->a->api->strerror(rc);

@@ -67,6 +67,9 @@ void api_reply(api_ctx_t *c, int status, json_t *body);
 void api_reply_err(api_ctx_t *c, api_err_t *err);
 /* Answer an error with a formatted message. */
 void api_fail(api_ctx_t *c, int status, const char *fmt, ...) SP_PRINTF(3, 4);
+/* Answer 400 "<field>: <msg>" with issues [{path: [field(, index)], message}]
+ * (a body member or query parameter); index < 0: no index in the path. */
+void api_fail_field(api_ctx_t *c, const char *field, long index, const char *msg);
 /* Map a core error code to a reply: SP_ENOTFOUND 404, store trouble 503,
  * anything else 500. */
 void api_fail_rc(api_ctx_t *c, int rc, const char *what);

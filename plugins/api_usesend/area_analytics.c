@@ -7,7 +7,6 @@
 
 #include "an_date.h"
 #include "api.h"
-#include "area_fail.h"
 
 static const char *const series_names[] = {
     [SP_AN_SENT] = "sent",         [SP_AN_DELIVERED] = "delivered",
@@ -32,7 +31,7 @@ static bool domain_arg(api_ctx_t *c, int64_t *dom)
         return true;
     }
     if (api_parse_int(v, 1, INT64_MAX, dom) < 0) {
-        area_bad_field(c, "domainId", -1, "Expected a domain id (a positive integer)");
+        api_fail_field(c, "domainId", -1, "Expected a domain id (a positive integer)");
         return false;
     }
     return true;
@@ -68,7 +67,7 @@ void api_h_an_series(api_ctx_t *c)
     if (dv != NULL && strcmp(dv, "7") == 0) {
         days = 7;
     } else if (dv != NULL && *dv != '\0' && strcmp(dv, "30") != 0) {
-        area_bad_field(c, "days", -1, "Invalid enum value. Expected '7' | '30'");
+        api_fail_field(c, "days", -1, "Invalid enum value. Expected '7' | '30'");
         return;
     }
     if (!domain_arg(c, &dom)) {

@@ -9,7 +9,6 @@
 #include <strings.h>
 
 #include "api.h"
-#include "area_fail.h"
 
 #define SUPP_ADDR_MAX 320
 #define SUPP_LIMIT_MAX 100
@@ -100,7 +99,7 @@ static bool query_num(api_ctx_t *c, const char *name, int64_t lo, int64_t hi, in
     if (api_parse_int(v, lo, hi, out) < 0) {
         snprintf(msg, sizeof(msg), "Expected an integer from %lld to %lld", (long long)lo,
                  (long long)hi);
-        area_bad_field(c, name, -1, msg);
+        api_fail_field(c, name, -1, msg);
         return false;
     }
     return true;
@@ -121,7 +120,7 @@ void api_h_supp_list(api_ctx_t *c)
         return;
     }
     if (search != NULL && strlen(search) > SUPP_ADDR_MAX) {
-        area_bad_field(c, "search", -1, "At most 320 characters");
+        api_fail_field(c, "search", -1, "At most 320 characters");
         return;
     }
     skip = (uint64_t)(page - 1) * (uint64_t)limit;
@@ -225,12 +224,12 @@ static bool collect(api_ctx_t *c, json_t *body, bool *bulk, char (**norm)[SUPP_A
 
     *bulk = many != NULL;
     if ((one != NULL) == (many != NULL)) {
-        area_bad_field(c, "email", -1, "Give either email or emails");
+        api_fail_field(c, "email", -1, "Give either email or emails");
         return false;
     }
     if (*bulk && (!json_is_array(many) || json_array_size(many) == 0 ||
                   json_array_size(many) > SUPP_BULK_MAX)) {
-        area_bad_field(c, "emails", -1, "Expected an array of 1 to 1000 addresses");
+        api_fail_field(c, "emails", -1, "Expected an array of 1 to 1000 addresses");
         return false;
     }
     *n = *bulk ? json_array_size(many) : 1;
@@ -240,7 +239,7 @@ static bool collect(api_ctx_t *c, json_t *body, bool *bulk, char (**norm)[SUPP_A
     }
     if (!*bulk) {
         if (!json_is_string(one) || !addr_norm(json_string_value(one), (*norm)[0])) {
-            area_bad_field(c, "email", -1, "Invalid email");
+            api_fail_field(c, "email", -1, "Invalid email");
             return false;
         }
         return true;
@@ -248,7 +247,7 @@ static bool collect(api_ctx_t *c, json_t *body, bool *bulk, char (**norm)[SUPP_A
     json_array_foreach(many, i, it)
     {
         if (!json_is_string(it) || !addr_norm(json_string_value(it), (*norm)[i])) {
-            area_bad_field(c, "emails", (long)i, "Invalid email");
+            api_fail_field(c, "emails", (long)i, "Invalid email");
             return false;
         }
     }
@@ -277,7 +276,7 @@ void api_h_supp_add(api_ctx_t *c)
             i++;
         }
         if (i == 3) {
-            area_bad_field(c, "reason", -1,
+            api_fail_field(c, "reason", -1,
                            "Invalid enum value. Expected 'HARD_BOUNCE' | 'COMPLAINT' | 'MANUAL'");
             goto out;
         }

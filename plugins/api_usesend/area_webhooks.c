@@ -18,16 +18,7 @@ static const char *const event_types[] = {
 /* A 400 naming one field, in the plugin's error shape. */
 static void bad_field(api_ctx_t *c, const char *field, const char *msg)
 {
-    api_err_t err = {0};
-    json_t *it = json_object(), *path = json_array();
-
-    api_err_set(&err, 400, "%s: %s", field, msg);
-    json_array_append_new(path, json_string(field));
-    json_object_set_new(it, "path", path);
-    json_object_set_new(it, "message", json_string(msg));
-    err.issues = json_array();
-    json_array_append_new(err.issues, it);
-    api_reply_err(c, &err);
+    api_fail_field(c, field, -1, msg);
 }
 
 static bool known_event(const char *s)

@@ -6,6 +6,7 @@
 #define SP_CORE_CLI_STORE_H
 
 #include <stdbool.h>
+#include <stdio.h>
 
 #include <uv.h>
 
@@ -36,6 +37,14 @@ void sp__cli_store_close(sp_cli_store_t *cs);
 /* Queue apply(w, arg) on the store's writer and run the private loop until
  * the commit is durable. Returns the write's status. */
 int sp__cli_store_write(sp_cli_store_t *cs, int (*apply)(sp_wtxn_t *w, void *arg), void *arg);
+
+/* The sub-command argv[1] of the command group `group` ("templates"): the
+ * index of the table entry whose first member (a `const char *` name)
+ * equals it, entries `stride` bytes apart. Otherwise -1 with *status: 0
+ * after printing usage to stdout for -h/--help/help, 2 after an error line
+ * and usage on stderr. */
+int sp__cli_subcommand(int argc, char **argv, const char *group, const void *table, size_t n,
+                       size_t stride, void (*usage)(FILE *f), int *status);
 
 /* A read snapshot; prints the error itself. */
 int sp__cli_store_read(sp_cli_store_t *cs, sp_rtxn_t **r);
