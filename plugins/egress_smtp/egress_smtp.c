@@ -27,6 +27,7 @@
 
 #include <sp/sp_plugin.h>
 
+#include "bounce_report.h"
 #include "smtp_reply.h"
 
 #define IN_MAX (512u * 1024u) /* unparsed reply bytes kept at most */
@@ -95,6 +96,7 @@ typedef struct job {
     int mail_code;
     char fail[LINE_MAX_OUT]; /* the first reply that spoils the transaction */
     int fail_code;
+    br_refusals_t *refused;  /* recipients refused with 5xx in this transaction */
 } job_t;
 
 struct conn {
@@ -119,7 +121,11 @@ struct conn {
     bool rset_piped;   /* RSET went out in one write with the envelope */
 };
 
+/* Bounce reports waiting for their message's SENT event, at most. */
+#define BOUNCE_PENDING_MAX 4096
+
 struct es {
+    br_pending_t *bounces; /* per-recipient bounce reports, by message id */
     sp_plugin_t *p;
     const sp_host_api_t *api;
     const es_conf_t *c;
@@ -291,6 +297,7 @@ static void job_free(job_t *j)
     free(j->rcpt);
     free(j->from);
     free(j->data);
+    br_refusals_free(j->refused);
     free(j);
 }
 
@@ -928,6 +935,9 @@ static void on_reply(conn_t *c, const smtp_reply_t *r)
             if (j->mail_code / 100 == 2) {
                 es->api->log(es->p, SP_LOG_INFO, "message %s: recipient <%s> refused: %s", j->id,
                              j->rcpt[j->ridx], line);
+                if (cls == 5) {
+                    (void)br_refusal_add(&j->refused, j->rcpt[j->ridx], line);
+                }
             }
             /* A temporary refusal outranks permanent ones: the message is
              * retried for everybody. */
@@ -979,6 +989,13 @@ static void on_reply(conn_t *c, const smtp_reply_t *r)
         if (cls == 2) {
             if (j->nperm > 0) {
                 es->api->counter_add(es->p, "recipients_refused", j->nperm);
+            }
+            if (j->refused != NULL) {
+                /* Reported as BOUNCED once SENT is recorded (on_event). */
+                char *data = br_event_data(j->refused, es->host);
+                if (data != NULL) {
+                    (void)br_pending_put(&es->bounces, j->id, data, BOUNCE_PENDING_MAX);
+                }
             }
             job_finish(j, SP_ACCEPT, SP_ST_SENT, r->code, NULL,
                        smtp_reply_queue_id(r, qid, sizeof(qid)) > 0 ? qid : line);
@@ -1298,6 +1315,8 @@ static void send_envelope(conn_t *c)
     size_t len = 0, cap;
 
     j->ridx = j->rcpt_ok = j->ntemp = j->nperm = 0;
+    br_refusals_free(j->refused);
+    j->refused = NULL;
     j->mail_code = 0;
     j->fail_code = 0;
     j->fail[0] = '\0';
@@ -1590,6 +1609,32 @@ static sp_verdict_t es_egress(sp_txn_t *txn, void *ctx)
 
 static void es_fini(sp_plugin_t *p, void *ctx);
 
+/* A message with recipients refused by the relay reached SENT: record the
+ * per-recipient bounce after it. Any other status of that message (the
+ * outcome did not commit as SENT) drops the report. */
+static void es_on_event(const sp_event_t *ev, void *ctx)
+{
+    es_t *es = ctx;
+    char *data;
+    if (es == NULL || es->bounces == NULL || ev->msg_id == NULL) {
+        return;
+    }
+    data = br_pending_take(&es->bounces, ev->msg_id);
+    if (data == NULL) {
+        return;
+    }
+    if (ev->status == SP_ST_SENT) {
+        int rc = es->api->emit_status(es->p, ev->msg_id, SP_ST_BOUNCED, data, NULL, NULL);
+        if (rc < 0) {
+            es->api->log(es->p, SP_LOG_WARN, "message %s: per-recipient bounce not recorded: %s",
+                         ev->msg_id, es->api->strerror(rc));
+        } else {
+            es->api->counter_add(es->p, "recipient_bounces", 1);
+        }
+    }
+    free(data);
+}
+
 static int es_init(sp_plugin_t *p, const sp_host_api_t *api, const void *conf, void **ctx)
 {
     const es_conf_t *c = conf;
@@ -1645,6 +1690,9 @@ static int es_init(sp_plugin_t *p, const sp_host_api_t *api, const void *conf, v
         SSL_CTX_set_verify(es->ctx, c->tls_verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, NULL);
     }
     rc = api->hook(p, SP_STAGE_EGRESS, es_egress, 0);
+    if (rc == 0) {
+        rc = api->on_event(p, es_on_event);
+    }
     if (rc < 0) {
         es_fini(p, es); /* fini is not called after a failed init */
         return rc;
@@ -1665,6 +1713,7 @@ static void es_fini(sp_plugin_t *p, void *ctx)
         return;
     }
     es->finishing = true;
+    br_pending_free(&es->bounces);
     /* The core cancelled every suspended delivery before; anything left in
      * the queue is only freed. */
     while (es->qhead != NULL) {

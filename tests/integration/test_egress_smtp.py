@@ -13,6 +13,7 @@ on loopback:
  - a scripted SMTP peer in this file for what real servers will not do on
    demand: proof of PIPELINING (the whole envelope before the first reply),
    a pooled connection that breaks on reuse, QUIT on idle."""
+import json
 import os
 import re
 import shutil
@@ -361,7 +362,9 @@ class PostfixTest(unittest.TestCase):
 
     def test_partial_rejection_sends_to_the_others(self):
         mid = self.send(to=["bounce@relay.test", "dora@relay.test"])
-        self.wait_status(self.srv, mid, "SENT")
+        # SENT, then BOUNCED for the refused recipient (below).
+        sphelp.wait_until(lambda: sphelp.status_name(self.srv.status(mid)) == "BOUNCED", 30,
+                          f"message {mid} to reach BOUNCED")
         sphelp.wait_until(lambda: self.pf.delivered_to("dora@relay.test"), 20,
                           "delivery to dora")
         self.assertEqual(self.pf.delivered_to("bounce@relay.test"), [])
@@ -369,6 +372,22 @@ class PostfixTest(unittest.TestCase):
         logs = [ln.get("msg", "") for ln in self.srv.log_lines()]
         self.assertTrue(any(f"message {mid}: recipient <bounce@relay.test> refused: 554" in m
                             for m in logs), logs[-20:])
+        # The refused recipient is reported as a Permanent bounce after SENT,
+        # in SES's shape, so it lands on the team's suppression list.
+        ev = self.srv.message(mid)["events"]
+        names = [sphelp.status_name(e["status"]) for e in ev]
+        self.assertEqual(names[-2:], ["SENT", "BOUNCED"], ev)
+        data = ev[-1]["data"]
+        data = json.loads(data) if isinstance(data, str) else data
+        self.assertEqual(data["bounceType"], "Permanent")
+        self.assertEqual([r["emailAddress"] for r in data["bouncedRecipients"]],
+                         ["bounce@relay.test"])
+        self.assertIn("554", data["bouncedRecipients"][0]["diagnosticCode"])
+        listed = json.loads(self.srv.cli("suppressions", "list", "--team", str(self.team),
+                                         "--json").stdout)
+        got = {e["email"]: (e["reason"], e["source"]) for e in listed}
+        self.assertEqual(got.get("bounce@relay.test"), ("HARD_BOUNCE", mid))
+        self.assertNotIn("dora@relay.test", got)
 
     def test_deferred_recipient_is_retried(self):
         mid = self.send(to="later@relay.test")
